@@ -1,0 +1,155 @@
+"""Checkpoints: one `.safetensors` file, weights plus a JSON header (config and model card).
+
+The JSON lives in the safetensors metadata under the key "xfavot", so a checkpoint is a single
+file that every `xfavot` task accepts. Writes are atomic (temp file, fsync, rename). Pickles are
+never loaded: safetensors cannot carry code, and a pickle/torch.save file is refused by name.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import ModelConfig
+from .errors import UserError
+from .model import MODULE_NAMES, build_networks
+
+FORMAT = "xfavot-checkpoint"
+VERSION = 1
+META_KEY = "xfavot"
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(tmp_path), fsync it and rename it over path: readers see the old or the new file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], header: dict) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata={META_KEY: json.dumps(header)}))
+
+
+def _sniff(path: Path) -> str | None:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:1] == b"\x80" and len(head) > 1 and head[1] in range(2, 6):
+        return "a Python pickle"
+    if head == b"PK\x03\x04":
+        return "a torch.save (zip/pickle) file"
+    return None
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """-> (tensors, header). UserError for anything that is not an intact XFaVoT safetensors file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    kind = _sniff(path)
+    if kind:
+        raise UserError(f"{path.name} is {kind}; only .safetensors checkpoints are loaded, "
+                        "because unpickling a file can run arbitrary code")
+    try:
+        tensors = load_file(str(path))
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise UserError(f"checkpoint {path.name} is damaged or truncated ({str(exc).splitlines()[0][:120]})")
+    if META_KEY not in metadata:
+        raise UserError(f"{path.name} is a safetensors file but not an XFaVoT checkpoint (no '{META_KEY}' header)")
+    try:
+        header = json.loads(metadata[META_KEY])
+    except json.JSONDecodeError:
+        raise UserError(f"checkpoint {path.name} has a damaged header")
+    return tensors, header
+
+
+def split_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    n = len(prefix) + 1
+    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def save_model(path: str | Path, nets: dict[str, torch.nn.Module], cfg: ModelConfig, meta: dict | None = None,
+               dtype: torch.dtype | None = None, extra: dict[str, torch.Tensor] | None = None) -> None:
+    """Write the given networks (any subset of MODULE_NAMES, plus `extra` tensors such as an
+    embedded vocoder under `vocoder.`) with the config and model card `meta`."""
+    tensors = {}
+    for name, net in nets.items():
+        for key, value in net.state_dict().items():
+            if dtype is not None and value.is_floating_point():
+                value = value.to(dtype)
+            tensors[f"{name}.{key}"] = value
+    tensors.update(extra or {})
+    meta = dict(meta or {})
+    meta.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    header = {"format": FORMAT, "version": VERSION, "config": cfg.to_dict(), "meta": meta,
+              "modules": sorted(nets)}
+    save_tensors(path, tensors, header)
+
+
+def load_model(path: str | Path, require: tuple[str, ...] = ()) -> tuple[torch.nn.ModuleDict, ModelConfig, dict, dict]:
+    """-> (networks present in the file, config, meta, extra tensors). Always float32 on the CPU."""
+    path = Path(path)
+    tensors, header = load_tensors(path)
+    if header.get("format") != FORMAT:
+        raise UserError(f"{path.name} is not an XFaVoT model checkpoint (format {header.get('format')!r})")
+    if header.get("version", 0) > VERSION:
+        raise UserError(f"{path.name} was written by a newer XFaVoT (format version {header['version']}); update the app")
+    try:
+        cfg = ModelConfig.from_dict(header["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"checkpoint {path.name} has an invalid model config: {exc}")
+    present = [m for m in header.get("modules", []) if m in MODULE_NAMES]
+    missing = [m for m in require if m not in present]
+    if missing:
+        raise UserError(f"checkpoint {path.name} lacks {', '.join(missing)}; it cannot be used for this task")
+    nets = build_networks(cfg)
+    for name in list(nets):
+        if name not in present:
+            del nets[name]
+            continue
+        state = {k: v.float() if v.is_floating_point() else v for k, v in split_prefix(tensors, name).items()}
+        try:
+            nets[name].load_state_dict(state)
+        except RuntimeError as exc:
+            raise UserError(f"checkpoint {path.name} does not match its own config (preset "
+                            f"{cfg.preset!r}, module {name}): {str(exc).splitlines()[0][:160]}")
+    known = tuple(f"{m}." for m in MODULE_NAMES)
+    extra = {k: v for k, v in tensors.items() if not k.startswith(known)}
+    return nets, cfg, header.get("meta", {}), extra
+
+
+def read_header(path: str | Path) -> dict:
+    """The JSON header alone (cheap: no tensors are read)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    kind = _sniff(path)
+    if kind:
+        raise UserError(f"{path.name} is {kind}; only .safetensors checkpoints are loaded")
+    try:
+        with safe_open(str(path), "pt") as f:
+            metadata = f.metadata() or {}
+        return json.loads(metadata[META_KEY])
+    except (SafetensorError, OSError, KeyError, json.JSONDecodeError, ValueError) as exc:
+        raise UserError(f"{path.name} is not a readable XFaVoT checkpoint ({type(exc).__name__})")

@@ -1,0 +1,320 @@
+"""The inference engine: one object that the app, the CLI and batch export all use.
+
+    engine = Engine()
+    engine.load()                                   # embedded default model, device "auto"
+    face = engine.face_from_voice("me.png", "voice.wav")
+    wav = engine.voice_from_face("speech.wav", "avatar.png")
+
+Sources may be one item or a list (processed in batches); results follow the same shape.
+Images come back as RGB PIL images at the model size, audio as float32 numpy at 24 kHz.
+Every problem a user can fix raises core.errors.UserError with a one-line message.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import audio, checkpoint, face
+from .config import ModelConfig
+from .errors import UserError
+from .model import AudioTrunk, EMA_MODULES
+from .vocoder import Vocoder, load_vocoder
+
+ImageInput = Union[str, Path, Image.Image]
+AudioInput = Union[str, Path, np.ndarray, "Audio"]
+
+RESOURCES = Path(os.environ.get("XFAVOT_RESOURCES", Path(__file__).resolve().parent.parent / "resources"))
+DEFAULT_CHECKPOINT = RESOURCES / "default" / "xfavot-default.safetensors"
+MAX_SOURCE_SECONDS = 60 * 60     # a source clip is converted in chunks; beyond an hour we refuse
+MAX_REFERENCE_SECONDS = 30.0     # a style needs a few seconds; longer references are cut here
+CHUNK_FRAMES = 2000              # 25 s of mel per generator call on long sources
+CONTEXT_FRAMES = 64              # read either side of a chunk so the seams see real context
+
+
+@dataclass
+class Audio:
+    samples: np.ndarray
+    rate: int = audio.SAMPLE_RATE
+
+
+@dataclass
+class Style:
+    """A point in the shared face/voice style space, with where it came from."""
+    vector: np.ndarray            # (style_dim,) float32
+    gender: str                   # "female" / "male": the head that produced it
+    source: str                   # "face", "voice", "latent", "mix"
+    domain: str = ""              # mapping-network domain, for latent styles
+    seed: int | None = None
+
+    def mix(self, other: "Style", t: float) -> "Style":
+        """Linear interpolation (t = 0 -> self, 1 -> other)."""
+        vec = (1 - t) * self.vector + t * other.vector
+        return Style(vec.astype(np.float32), self.gender if t < 0.5 else other.gender, "mix")
+
+
+@dataclass
+class ModelInfo:
+    path: str
+    preset: str
+    genders: list[str]
+    speakers: list[str]
+    steps: int
+    vocoder: str
+    meta: dict = field(default_factory=dict)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    device = (device or "auto").lower()
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("CUDA was requested but no CUDA GPU is available; use --device cpu or auto")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("MPS (Apple GPU) was requested but is not available here; use --device cpu or auto")
+    if device not in ("cpu", "mps") and not device.startswith("cuda"):
+        raise UserError(f"unknown device {device!r}; use auto, cpu, cuda or mps")
+    return torch.device(device)
+
+
+def resolve_checkpoint(path: str | Path | None) -> Path:
+    if path:
+        return Path(path)
+    if not DEFAULT_CHECKPOINT.is_file():
+        raise UserError(f"the embedded default model is not installed ({DEFAULT_CHECKPOINT} is missing); "
+                        "pass --checkpoint FILE, or create an untrained one with `xfavot init`")
+    return DEFAULT_CHECKPOINT
+
+
+def _as_list(x) -> tuple[list, bool]:
+    if isinstance(x, (list, tuple)):
+        if not x:
+            raise UserError("no inputs were given")
+        return list(x), True
+    return [x], False
+
+
+class Engine:
+    INFERENCE_MODULES = EMA_MODULES + ("jdc",)
+
+    def __init__(self, batch_size: int = 16, align_faces: bool = True):
+        self.batch_size = batch_size
+        self.align_faces = align_faces
+        self.nets: torch.nn.ModuleDict | None = None
+        self.cfg: ModelConfig | None = None
+        self.info: ModelInfo | None = None
+        self.vocoder: Vocoder | None = None
+        self.device = torch.device("cpu")
+        self.aligner: face.FaceAligner | None = None
+        self.last_seconds = 0.0  # wall time of the last task
+        self._lock = threading.RLock()
+
+    # -- loading ------------------------------------------------------------------------------
+    def load(self, checkpoint_path: str | Path | None = None, device: str = "auto") -> ModelInfo:
+        path = resolve_checkpoint(checkpoint_path)
+        dev = resolve_device(device)
+        nets, cfg, meta, extra = checkpoint.load_model(path, require=self.INFERENCE_MODULES)
+        vocoder = self._vocoder_from(cfg, meta, extra, path)
+        with self._lock:
+            self.nets, self.cfg = nets.to(dev).eval(), cfg
+            self.device = dev
+            self.vocoder = vocoder.to(dev)
+            self.aligner = face.FaceAligner(str(dev)) if self.align_faces else None
+            self.info = ModelInfo(str(path), cfg.preset, list(cfg.genders), list(cfg.speakers),
+                                  int(meta.get("steps", 0)), vocoder.description, meta)
+        return self.info
+
+    @staticmethod
+    def _vocoder_from(cfg: ModelConfig, meta: dict, extra: dict, path: Path) -> Vocoder:
+        ref = meta.get("vocoder")
+        state = checkpoint.split_prefix(extra, "vocoder")
+        if state and ref:
+            return Vocoder.from_state(ref, state)
+        if ref and ref.get("path"):  # a vocoder file next to (or relative to) the checkpoint
+            return load_vocoder((path.parent / ref["path"]).resolve())
+        return Vocoder.griffin_lim(cfg.mel_frontend)
+
+    def _need_model(self) -> None:
+        if self.nets is None:
+            raise UserError("no model is loaded")
+
+    @property
+    def domains(self) -> list[str]:
+        self._need_model()
+        return self.cfg.domain_names()
+
+    # -- input preparation --------------------------------------------------------------------
+    def _face_tensor(self, img: ImageInput) -> torch.Tensor:
+        if not isinstance(img, Image.Image):
+            img = face.load_image(img)
+        else:
+            img = face.to_rgb(img)
+        img = face.prepare_face(img, self.cfg.img_size, self.aligner)
+        return face.image_to_tensor(img)
+
+    def _waveform(self, wav: AudioInput, max_seconds: float) -> np.ndarray:
+        if isinstance(wav, (str, Path)):
+            return audio.load_audio(wav, max_seconds=max_seconds)
+        if isinstance(wav, Audio):
+            samples, rate = wav.samples, wav.rate
+        else:
+            samples, rate = np.asarray(wav), audio.SAMPLE_RATE
+        return audio.prepare_waveform(samples[: int(max_seconds * rate)], rate)
+
+    def _mel(self, wav: np.ndarray) -> torch.Tensor:
+        return audio.log_mel(wav, self.cfg.mel_frontend).to(self.device)  # (80, T)
+
+    def _gender_index(self, gender: str | None) -> int | None:
+        if gender in (None, "", "auto"):
+            return None
+        if gender not in self.cfg.genders:
+            raise UserError(f"gender must be one of {', '.join(self.cfg.genders)} or auto, not {gender!r}")
+        return self.cfg.genders.index(gender)
+
+    # -- styles -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def style_of_face(self, img: ImageInput, gender: str | None = None) -> Style:
+        """Style of a reference face through E_I. gender None = estimated by D_I's heads."""
+        self._need_model()
+        with self._lock:
+            x = self._face_tensor(img)[None].to(self.device)
+            g = self._gender_index(gender)
+            if g is None:
+                g = self._estimate_face_gender(x)
+            s = self.nets["style_encoder_image"](x, torch.tensor([g], device=self.device))
+        return Style(s[0].cpu().numpy(), self.cfg.genders[g], "face")
+
+    @torch.inference_mode()
+    def style_of_voice(self, wav: AudioInput, gender: str | None = None) -> Style:
+        """Style of a reference voice through E_A. gender None = estimated by C_A's gender head."""
+        self._need_model()
+        with self._lock:
+            mel = self._mel(self._waveform(wav, MAX_REFERENCE_SECONDS))
+            mel, _ = audio.pad_frames(mel, minimum=AudioTrunk.MIN_FRAMES)  # E_A needs >= 1 s of frames
+            x = mel[None, None]
+            g = self._gender_index(gender)
+            if g is None:
+                g = self._estimate_voice_gender(x)
+            s = self.nets["style_encoder_audio"](x, torch.tensor([g], device=self.device))
+        return Style(s[0].cpu().numpy(), self.cfg.genders[g], "voice")
+
+    def _estimate_face_gender(self, x: torch.Tensor) -> int:
+        # D_I has one real/fake head per gender: the head that finds the face most "real" is
+        # the model's best guess of its gender. Heuristic, and why a gender can be passed in.
+        if "discriminator_image" not in self.nets:
+            raise UserError("this model cannot tell the gender of a face; choose female or male")
+        return int(self.nets["discriminator_image"].logits(x)[0].argmax())
+
+    def _estimate_voice_gender(self, x: torch.Tensor) -> int:
+        if "classifier_audio" not in self.nets:
+            raise UserError("this model cannot tell the gender of a voice; choose female or male")
+        gender_logits, _ = self.nets["classifier_audio"](x)
+        return int(gender_logits[0].argmax())
+
+    @torch.inference_mode()
+    def sample_style(self, domain: str | int, seed: int) -> Style:
+        """A style from the mapping network: z ~ N(0, I) seeded, through the domain's head."""
+        self._need_model()
+        names = self.cfg.domain_names()
+        if isinstance(domain, int) or (isinstance(domain, str) and domain.isdigit()):
+            index = int(domain)
+            if not 0 <= index < len(names):
+                raise UserError(f"domain index {index} is out of range (0..{len(names) - 1})")
+        elif domain in names:
+            index = names.index(domain)
+        else:
+            shown = ", ".join(names[:6]) + (" ..." if len(names) > 6 else "")
+            raise UserError(f"unknown domain {domain!r}; this model has: {shown}")
+        gen = torch.Generator().manual_seed(int(seed))
+        z = torch.randn(1, self.cfg.latent_dim, generator=gen).to(self.device)
+        with self._lock:
+            s = self.nets["mapping"](z, torch.tensor([index], device=self.device))
+        gender = names[index] if index < len(self.cfg.genders) else ""
+        return Style(s[0].cpu().numpy(), gender, "latent", names[index], int(seed))
+
+    def _style_tensor(self, styles: Sequence[Style], n: int) -> torch.Tensor:
+        vecs = np.stack([s.vector for s in styles]).astype(np.float32)
+        if vecs.shape[-1] != self.cfg.style_dim:
+            raise UserError(f"style vector has {vecs.shape[-1]} values; this model uses {self.cfg.style_dim}")
+        t = torch.from_numpy(vecs).to(self.device)
+        return t.expand(n, -1) if len(styles) == 1 else t
+
+    # -- generation ---------------------------------------------------------------------------
+    @torch.inference_mode()
+    def face_from_style(self, sources: ImageInput | Sequence[ImageInput], style: Style | Sequence[Style]):
+        """Translate one or more source faces with one style (or one style per source)."""
+        self._need_model()
+        items, many = _as_list(sources)
+        styles, _ = _as_list(style)
+        if len(styles) not in (1, len(items)):
+            raise UserError(f"got {len(styles)} styles for {len(items)} source faces")
+        start = time.perf_counter()
+        out = []
+        with self._lock:
+            for i in range(0, len(items), self.batch_size):
+                chunk = items[i:i + self.batch_size]
+                x = torch.stack([self._face_tensor(img) for img in chunk]).to(self.device)
+                s = self._style_tensor(styles if len(styles) == 1 else styles[i:i + len(chunk)], len(chunk))
+                y = self.nets["generator_image"](x, s)
+                out.extend(face.tensor_to_image(img) for img in y)
+        self.last_seconds = time.perf_counter() - start
+        return out if many else out[0]
+
+    @torch.inference_mode()
+    def voice_from_style(self, sources: AudioInput | Sequence[AudioInput], style: Style | Sequence[Style]):
+        """Convert one or more source voices; each result has its source's length at 24 kHz."""
+        self._need_model()
+        items, many = _as_list(sources)
+        styles, _ = _as_list(style)
+        if len(styles) not in (1, len(items)):
+            raise UserError(f"got {len(styles)} styles for {len(items)} source voices")
+        start = time.perf_counter()
+        out = []
+        with self._lock:
+            for i, src in enumerate(items):
+                wav = self._waveform(src, MAX_SOURCE_SECONDS)
+                s = self._style_tensor([styles[0] if len(styles) == 1 else styles[i]], 1)
+                mel = self._convert_mel(self._mel(wav), s)
+                converted = self.vocoder(mel).numpy()[: wav.size]
+                out.append(audio.normalize_loudness(converted))
+        self.last_seconds = time.perf_counter() - start
+        return out if many else out[0]
+
+    def _convert_mel(self, mel: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """(80, T) -> (80, T) through JDC + G_A, in overlapping chunks for long clips."""
+        pieces = []
+        for rs, re_, ks, ke in audio.chunk_spans(mel.shape[-1], CHUNK_FRAMES, CONTEXT_FRAMES):
+            part, t = audio.pad_frames(mel[:, rs:re_], multiple=4)  # G_A halves time twice
+            x = part[None, None]
+            f0 = self.nets["jdc"].get_feature(x)
+            y = self.nets["generator_audio"](x, s, f0)[0, 0, :, :t]
+            pieces.append(y[:, ks - rs:ke - rs])
+        return torch.cat(pieces, dim=-1)
+
+    # -- the four tasks -----------------------------------------------------------------------
+    def face_from_voice(self, source_faces, reference_voice: AudioInput, gender: str | None = None):
+        """Audio-guided face translation: 'a face that matches this voice'."""
+        return self.face_from_style(source_faces, self.style_of_voice(reference_voice, gender))
+
+    def face_from_face(self, source_faces, reference_face: ImageInput, gender: str | None = None):
+        """Reference-guided face translation within the image modality."""
+        return self.face_from_style(source_faces, self.style_of_face(reference_face, gender))
+
+    def voice_from_face(self, source_voices, reference_face: ImageInput, gender: str | None = None):
+        """Image-guided voice conversion: 'a voice that matches this face'."""
+        return self.voice_from_style(source_voices, self.style_of_face(reference_face, gender))
+
+    def voice_from_voice(self, source_voices, reference_voice: AudioInput, gender: str | None = None):
+        """One-shot voice conversion within the audio modality."""
+        return self.voice_from_style(source_voices, self.style_of_voice(reference_voice, gender))

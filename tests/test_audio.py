@@ -1,0 +1,177 @@
+"""Audio front end: the mel against an independent reference, loading, and every bad-input case."""
+import logging
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+
+from core import audio
+from core.config import MEL_FRONTENDS
+from core.errors import UserError
+from tests.conftest import SR, speech_like
+
+
+def reference_log_mel(wav: np.ndarray, frontend: str) -> np.ndarray:
+    """StarGANv2-VC's log-mel written out in float64 numpy + librosa's HTK filterbank."""
+    sr, fmax = audio.mel_scale_params(frontend)
+    x = np.pad(wav.astype(np.float64), audio.N_FFT // 2, mode="reflect")  # centred frames
+    n = np.arange(audio.WIN)
+    window = np.zeros(audio.N_FFT)
+    left = (audio.N_FFT - audio.WIN) // 2
+    window[left:left + audio.WIN] = 0.5 - 0.5 * np.cos(2 * np.pi * n / audio.WIN)  # periodic Hann
+    frames = 1 + (x.size - audio.N_FFT) // audio.HOP
+    idx = np.arange(audio.N_FFT)[None] + audio.HOP * np.arange(frames)[:, None]
+    power = np.abs(np.fft.rfft(x[idx] * window, axis=1)) ** 2
+    fb = librosa.filters.mel(sr=sr, n_fft=audio.N_FFT, n_mels=80, fmin=0.0, fmax=fmax, htk=True, norm=None)
+    return (np.log(1e-5 + fb @ power.T) - (-4.0)) / 4.0
+
+
+@pytest.mark.parametrize("frontend", MEL_FRONTENDS)
+def test_log_mel_matches_reference(frontend):
+    wav = speech_like(2.0) + 0.01 * np.random.default_rng(3).standard_normal(48000).astype(np.float32)
+    ours = audio.log_mel(wav, frontend).numpy()
+    ref = reference_log_mel(wav, frontend)
+    assert ours.shape == ref.shape == (80, 48000 // 300 + 1)
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-5)
+
+
+def test_front_ends_differ_as_documented():
+    wav = speech_like(1.0)
+    assert not np.allclose(audio.log_mel(wav, "xfavot24k"), audio.log_mel(wav, "stargan_vc_compat"), atol=1e-3)
+
+
+def test_batched_log_mel_equals_single():
+    a, b = speech_like(1.0), speech_like(1.0, f0=200)
+    batch = audio.log_mel(np.stack([a, b]))
+    np.testing.assert_allclose(batch[1], audio.log_mel(b), atol=1e-6)
+
+
+@pytest.mark.parametrize("rate", [8000, 11025, 16000, 22050, 44100, 48000, 96000])
+def test_any_rate_is_resampled_to_24k(tmp_path, rate):
+    path = tmp_path / f"r{rate}.wav"
+    sf.write(path, speech_like(1.0, rate=rate), rate)
+    wav = audio.load_audio(path)
+    assert wav.dtype == np.float32 and abs(wav.size - SR) <= 1
+
+
+def test_resampling_keeps_the_pitch(tmp_path):
+    t = np.arange(44100) / 44100
+    sf.write(tmp_path / "tone.wav", 0.5 * np.sin(2 * np.pi * 440 * t), 44100)
+    wav = audio.load_audio(tmp_path / "tone.wav")
+    spectrum = np.abs(np.fft.rfft(wav))
+    assert abs(np.argmax(spectrum) * SR / wav.size - 440) < 2
+
+
+@pytest.mark.parametrize("channels", [2, 6])
+def test_multichannel_is_mixed_to_mono(tmp_path, channels):
+    mono = speech_like(1.0)
+    data = np.stack([mono] * channels, axis=1)
+    sf.write(tmp_path / "mc.wav", data, SR)
+    np.testing.assert_allclose(audio.load_audio(tmp_path / "mc.wav"), mono, atol=1e-4)
+
+
+@pytest.mark.parametrize("subtype,ext", [("PCM_16", "wav"), ("PCM_24", "wav"), ("FLOAT", "wav"), ("PCM_16", "flac")])
+def test_bit_depths_and_formats(tmp_path, subtype, ext):
+    sf.write(tmp_path / f"x.{ext}", speech_like(1.0), SR, subtype=subtype)
+    assert audio.load_audio(tmp_path / f"x.{ext}").size == SR
+
+
+def expect_user_error(fn, *words):
+    with pytest.raises(UserError) as info:
+        fn()
+    message = str(info.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message, message
+    return message
+
+
+def test_missing_file(tmp_path):
+    expect_user_error(lambda: audio.load_audio(tmp_path / "nope.wav"), "not found")
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    expect_user_error(lambda: audio.load_audio(tmp_path / "empty.wav"), "cannot read")
+
+
+def test_zero_length_wav(tmp_path):
+    sf.write(tmp_path / "zero.wav", np.zeros(0, np.float32), SR)
+    expect_user_error(lambda: audio.load_audio(tmp_path / "zero.wav"), "empty")
+
+
+def test_corrupt_wav(tmp_path):
+    good = tmp_path / "good.wav"
+    sf.write(good, speech_like(1.0), SR)
+    data = bytearray(good.read_bytes())
+    data[8:16] = b"GARBAGE!"  # break the RIFF/WAVE header
+    (tmp_path / "corrupt.wav").write_bytes(bytes(data))
+    expect_user_error(lambda: audio.load_audio(tmp_path / "corrupt.wav"), "cannot read")
+
+
+def test_truncated_wav_reads_what_is_there(tmp_path):
+    """Documented fallback: a WAV cut short (e.g. an interrupted recording) yields the samples present."""
+    good = tmp_path / "good.wav"
+    sf.write(good, speech_like(2.0), SR, subtype="PCM_16")
+    data = good.read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: 44 + SR * 2])  # header + first second
+    wav = audio.load_audio(tmp_path / "cut.wav")
+    assert abs(wav.size - SR) < 10
+
+
+def test_text_file_named_wav(tmp_path):
+    (tmp_path / "notes.wav").write_text("this is not audio\n" * 50)
+    expect_user_error(lambda: audio.load_audio(tmp_path / "notes.wav"), "notes.wav", "cannot read")
+
+
+def test_silent_audio(tmp_path):
+    sf.write(tmp_path / "silence.wav", np.zeros(SR, np.float32), SR)
+    expect_user_error(lambda: audio.load_audio(tmp_path / "silence.wav"), "silent")
+
+
+def test_too_short(tmp_path):
+    sf.write(tmp_path / "short.wav", speech_like(0.2), SR)
+    expect_user_error(lambda: audio.load_audio(tmp_path / "short.wav"), "too short", "0.3")
+
+
+def test_nan_samples():
+    wav = speech_like(1.0)
+    wav[100] = np.nan
+    expect_user_error(lambda: audio.prepare_waveform(wav, SR), "invalid")
+
+
+def test_max_seconds_reads_only_the_start(tmp_path):
+    sf.write(tmp_path / "long.wav", speech_like(5.0), SR)
+    assert audio.load_audio(tmp_path / "long.wav", max_seconds=2.0).size == 2 * SR
+
+
+def test_loudness_normalisation_reaches_target():
+    import pyloudnorm
+
+    quiet = 0.01 * speech_like(3.0)
+    out = audio.normalize_loudness(quiet, -23.0)
+    assert pyloudnorm.Meter(SR).integrated_loudness(out.astype(np.float64)) == pytest.approx(-23.0, abs=0.5)
+    loud = 50 * speech_like(3.0)
+    assert np.max(np.abs(audio.normalize_loudness(loud, -5.0))) <= 0.99 + 1e-6
+
+
+def test_chunk_spans_tile_the_clip():
+    spans = audio.chunk_spans(10_003, 2000, 64)
+    kept = [i for _, _, ks, ke in spans for i in range(ks, ke)]
+    assert kept == list(range(10_003))
+    assert all(rs <= ks and ke <= re_ for rs, re_, ks, ke in spans)
+    assert spans[1][0] == 2000 - 64
+
+
+def test_pad_frames_wraps_to_minimum_and_multiple():
+    import torch
+
+    mel = torch.arange(30.0).reshape(1, 30)
+    padded, t = audio.pad_frames(mel, multiple=4, minimum=81)
+    assert t == 30 and padded.shape[-1] == 84
+    assert torch.equal(padded[0, 30:60], mel[0])  # wrapped, not zero-filled
+
+
+def test_save_audio_rejects_unknown_extension(tmp_path):
+    expect_user_error(lambda: audio.save_audio(tmp_path / "x.mp3", speech_like(1.0)), ".wav")

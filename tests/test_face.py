@@ -1,0 +1,132 @@
+"""Image front end: every mode/size the issue lists, damaged files, alignment and its fallback."""
+import logging
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core import face
+from core.errors import UserError
+
+
+def rgb(h=120, w=90, seed=0):
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("mode,ext", [("L", "png"), ("RGBA", "png"), ("LA", "png"), ("P", "png"),
+                                      ("CMYK", "jpg"), ("RGB", "webp"), ("1", "bmp")])
+def test_modes_load_as_rgb(tmp_path, mode, ext):
+    path = tmp_path / f"img.{ext}"
+    rgb().convert(mode).save(path)
+    img = face.load_image(path)
+    assert img.mode == "RGB" and img.size == (90, 120)
+
+
+def test_sixteen_bit_grayscale_keeps_its_range(tmp_path):
+    ramp = np.tile(np.linspace(0, 65535, 128).astype(np.uint16), (64, 1))
+    Image.fromarray(ramp).save(tmp_path / "g16.png")
+    img = np.asarray(face.load_image(tmp_path / "g16.png"))
+    assert img.shape == (64, 128, 3)
+    assert img[0, 0, 0] == 0 and img[0, -1, 0] == 255 and 100 < img[0, 64, 0] < 160  # scaled, not clipped
+
+
+def test_transparency_composited_on_white(tmp_path):
+    Image.new("RGBA", (32, 32), (255, 0, 0, 0)).save(tmp_path / "clear.png")
+    assert face.load_image(tmp_path / "clear.png").getpixel((5, 5)) == (255, 255, 255)
+
+
+def test_huge_image_10k(tmp_path):
+    Image.new("RGB", (10_000, 10_000), (40, 90, 200)).save(tmp_path / "huge.png")
+    img = face.load_image(tmp_path / "huge.png")
+    assert img.size == (10_000, 10_000)
+    assert face.prepare_face(img, 128, None).size == (128, 128)
+
+
+def test_huge_jpeg_is_decoded_at_reduced_size(tmp_path):
+    Image.new("RGB", (10_000, 8_000), (200, 90, 40)).save(tmp_path / "huge.jpg", quality=70)
+    img = face.load_image(tmp_path / "huge.jpg")
+    # JPEG draft mode decodes at the largest reduction that keeps both sides >= 2048 px
+    assert img.size == (5000, 4000)
+
+
+def user_error(fn, *words):
+    with pytest.raises(UserError) as info:
+        fn()
+    assert "\n" not in str(info.value)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_missing_image(tmp_path):
+    user_error(lambda: face.load_image(tmp_path / "nope.png"), "not found")
+
+
+def test_corrupt_and_truncated_and_fake_images(tmp_path):
+    (tmp_path / "text.png").write_text("not an image")
+    user_error(lambda: face.load_image(tmp_path / "text.png"), "cannot read", "text.png")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    user_error(lambda: face.load_image(tmp_path / "empty.jpg"), "cannot read")
+    rgb(256, 256).save(tmp_path / "full.png")
+    data = (tmp_path / "full.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    user_error(lambda: face.load_image(tmp_path / "cut.png"), "cannot read", "cut.png")
+
+
+def test_tensor_round_trip():
+    img = rgb(64, 64)
+    back = face.tensor_to_image(face.image_to_tensor(img))
+    assert np.array_equal(np.asarray(back), np.asarray(img))
+    t = face.image_to_tensor(img)
+    assert t.shape == (3, 64, 64) and t.min() >= -1 and t.max() <= 1
+
+
+def test_model_sized_images_are_taken_as_aligned():
+    img = rgb(128, 128)
+    assert face.prepare_face(img, 128, face.FaceAligner()) is img
+
+
+def test_offline_alignment_falls_back_to_centre_crop_and_warns_once(caplog, monkeypatch):
+    aligner = face.FaceAligner()
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    import face_alignment
+
+    monkeypatch.setattr(face_alignment, "FaceAlignment", offline)
+    monkeypatch.setattr(face, "_warned", set())
+    with caplog.at_level(logging.WARNING):
+        a = aligner.align(rgb(200, 150), 128)
+        b = aligner.align(rgb(300, 100, seed=1), 128)
+    assert a.size == b.size == (128, 128)
+    warnings = [r for r in caplog.records if "centred square crop" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_image_without_a_face_is_centre_cropped_with_a_warning(caplog, monkeypatch):
+    class NoFaces:
+        def get_landmarks_from_image(self, image):
+            return None
+
+    aligner = face.FaceAligner()
+    aligner._detector = NoFaces()
+    monkeypatch.setattr(face, "_warned", set())
+    img = rgb(100, 200)
+    with caplog.at_level(logging.WARNING):
+        out = aligner.align(img, 64)
+    assert np.array_equal(np.asarray(out), np.asarray(face.center_crop(img, 64)))
+    assert any("no face was found" in r.getMessage() for r in caplog.records)
+
+
+def test_ffhq_crop_uses_the_landmarks():
+    """Landmarks of an upright face centred in the image: the crop is centred on eyes/mouth."""
+    img = Image.new("RGB", (400, 400), (0, 0, 0))
+    img.paste((255, 255, 255), (190, 150, 210, 260))  # a bright bar between eyes and mouth
+    lm = np.zeros((68, 2))
+    lm[36:42] = (170, 170)
+    lm[42:48] = (230, 170)
+    lm[48], lm[54] = (180, 250), (220, 250)
+    out = np.asarray(face.ffhq_crop(img, lm, 64))
+    assert out.shape == (64, 64, 3)
+    assert out[28:40, 30:34].mean() > 200  # the bar lands in the middle of the crop
+    assert out[:, :8].mean() < 30

@@ -1,0 +1,1 @@
+"""XFaVoT training: data, losses and the trainer (see the training issue)."""

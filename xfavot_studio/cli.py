@@ -1,0 +1,234 @@
+"""`xfavot`: the command-line face of the engine.
+
+A user error prints one line `error: ...` on stderr and exits with status 2; `--debug` shows
+the traceback instead. Warnings (e.g. the face-alignment fallback) print as `warning: ...`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+EXIT_USER_ERROR = 2
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", help="model checkpoint (.safetensors); default: the embedded model")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--gender", default="auto", choices=["auto", "female", "male"],
+                   help="gender head for the reference's style (default: estimated by the model)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--no-align", action="store_true", help="centre-crop faces instead of landmark alignment")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xfavot", description="Cross-modal face and voice style transfer (XFaVoT).")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("init", help="write an untrained model (for tests or training from scratch)")
+    p.add_argument("--preset", default="small", choices=["small", "paper", "tiny"])
+    p.add_argument("--speakers", type=int, help="number of speaker-identity domains (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("info", help="print a checkpoint's model card")
+    p.add_argument("checkpoint", nargs="?", help="default: the embedded model")
+    p.add_argument("--json", action="store_true")
+
+    tasks = {
+        "face-from-voice": ("a face that matches this voice (audio-guided face translation)", "IMG", "AUDIO", "PNG"),
+        "face-from-face": ("reference-guided face translation", "IMG", "IMG", "PNG"),
+        "voice-from-face": ("a voice that matches this face (image-guided voice conversion)", "AUDIO", "IMG", "WAV"),
+        "voice-from-voice": ("one-shot voice conversion", "AUDIO", "AUDIO", "WAV"),
+    }
+    for name, (text, src, ref, out) in tasks.items():
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--source", required=True, nargs="+", metavar=src,
+                       help="one or more sources; with several, --out is a folder")
+        p.add_argument("--reference", required=True, metavar=ref)
+        p.add_argument("--out", required=True, metavar=out)
+        _add_common(p)
+
+    p = sub.add_parser("sample", help="latent-guided generation: a matching face and voice style from a domain")
+    p.add_argument("--domain", required=True, help="female, male, or a speaker name of the model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--face", metavar="IMG")
+    p.add_argument("--out-face", metavar="PNG")
+    p.add_argument("--voice", metavar="AUDIO")
+    p.add_argument("--out-voice", metavar="WAV")
+    _add_common(p)
+
+    p = sub.add_parser("bench", help="inference benchmark table (see benchmarks/bench_inference.py)")
+    p.add_argument("--presets", nargs="+", default=["small"], choices=["tiny", "small", "paper"])
+    p.add_argument("--devices", nargs="+", default=["cpu"])
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 16])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=3.0, help="length of the benchmark voice clip")
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _outputs(sources: list[str], out: str, suffixes: tuple[str, ...], default_suffix: str) -> list[Path]:
+    from core.errors import UserError
+
+    out_path = Path(out)
+    if len(sources) == 1 and out_path.suffix:
+        if out_path.suffix.lower() not in suffixes:
+            raise UserError(f"--out {out}: use one of {', '.join(suffixes)}")
+        return [out_path]
+    if out_path.suffix.lower() in suffixes:
+        raise UserError(f"{len(sources)} sources were given: --out must be a folder, not {out}")
+    return [out_path / (Path(s).stem + default_suffix) for s in sources]
+
+
+def _engine(args):
+    from core.engine import Engine
+
+    engine = Engine(batch_size=args.batch_size, align_faces=not args.no_align)
+    engine.load(args.checkpoint, args.device)
+    return engine
+
+
+def _run_task(args) -> None:
+    from tqdm import tqdm
+
+    from core import audio
+
+    engine = _engine(args)
+    gender = None if args.gender == "auto" else args.gender
+    makes_face = args.command.startswith("face")
+    if args.command.endswith("from-voice"):
+        style = engine.style_of_voice(args.reference, gender)
+    else:
+        style = engine.style_of_face(args.reference, gender)
+    outs = _outputs(args.source, args.out, IMAGE_SUFFIXES if makes_face else (".wav", ".flac", ".ogg"),
+                    ".png" if makes_face else ".wav")
+    step = engine.batch_size if makes_face else 1
+    with tqdm(total=len(args.source), unit="item", disable=len(args.source) == 1, file=sys.stderr) as bar:
+        for i in range(0, len(args.source), step):
+            chunk = args.source[i:i + step]
+            if makes_face:
+                for img, path in zip(engine.face_from_style(chunk, style), outs[i:i + step]):
+                    _save_image(img, path)
+            else:
+                wav = engine.voice_from_style(chunk[0], style)
+                audio.save_audio(outs[i], wav)
+            bar.update(len(chunk))
+    if len(outs) == 1:
+        print(outs[0])
+    else:
+        print(f"wrote {len(outs)} files to {outs[0].parent}")
+
+
+def _save_image(img, path: Path) -> None:
+    from core.errors import UserError
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        img.save(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot write {path}: {exc}")
+
+
+def _run_sample(args) -> None:
+    from core import audio
+    from core.errors import UserError
+
+    if not (args.face or args.voice):
+        raise UserError("give --face IMG (with --out-face) and/or --voice AUDIO (with --out-voice)")
+    if bool(args.face) != bool(args.out_face) or bool(args.voice) != bool(args.out_voice):
+        raise UserError("--face needs --out-face and --voice needs --out-voice")
+    engine = _engine(args)
+    style = engine.sample_style(args.domain, args.seed)
+    if args.face:
+        _save_image(engine.face_from_style(args.face, style), Path(args.out_face))
+        print(args.out_face)
+    if args.voice:
+        audio.save_audio(args.out_voice, engine.voice_from_style(args.voice, style))
+        print(args.out_voice)
+
+
+def _run_init(args) -> None:
+    import torch
+
+    from core import checkpoint, config, model
+
+    overrides = {}
+    if args.speakers is not None:
+        overrides["speakers"] = tuple(f"spk{i:03d}" for i in range(args.speakers))
+    cfg = config.preset(args.preset, **overrides)
+    torch.manual_seed(args.seed)
+    nets = model.build_networks(cfg)
+    checkpoint.save_model(args.out, nets, cfg, {"steps": 0, "trained": False, "seed": args.seed,
+                                                "description": f"untrained {args.preset} model"})
+    print(args.out)
+
+
+def _run_info(args) -> None:
+    from core import checkpoint, engine
+
+    path = engine.resolve_checkpoint(args.checkpoint)
+    header = checkpoint.read_header(path)
+    if header.get("format") != checkpoint.FORMAT:
+        from core.errors import UserError
+
+        raise UserError(f"{path.name} is not an XFaVoT model checkpoint")
+    cfg, meta = header["config"], header.get("meta", {})
+    if args.json:
+        print(json.dumps(header, indent=2))
+        return
+    vocoder = meta.get("vocoder") or {}
+    speakers = cfg.get("speakers", [])
+    rows = [
+        ("file", str(path)),
+        ("preset", cfg.get("preset")),
+        ("description", meta.get("description", "")),
+        ("domains", f"{len(cfg.get('genders', []))} genders ({', '.join(cfg.get('genders', []))}) + {len(speakers)} speakers"),
+        ("speakers", ", ".join(speakers[:8]) + (" ..." if len(speakers) > 8 else "")),
+        ("training steps", meta.get("steps", 0)),
+        ("vocoder", vocoder.get("generator_type") or vocoder.get("path") or "Griffin-Lim (none embedded)"),
+        ("mel front end", cfg.get("mel_frontend")),
+        ("modules", ", ".join(header.get("modules", []))),
+        ("created", meta.get("created", "")),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
+def _run_bench(args) -> None:
+    from core import bench
+
+    bench.main(presets=args.presets, devices=args.devices, batch_sizes=args.batch_sizes,
+               repeats=args.repeats, seconds=args.seconds)
+
+
+COMMANDS = {"init": _run_init, "info": _run_info, "sample": _run_sample, "bench": _run_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    from core.errors import UserError
+
+    try:
+        COMMANDS.get(args.command, _run_task)(args)
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
