@@ -1,0 +1,136 @@
+"""Checkpoint format: bit-exact round trip, atomic writes, and every bad checkpoint the issue lists."""
+import os
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from core import checkpoint, config, model
+from core.engine import Engine
+from core.errors import UserError
+
+
+def test_round_trip_is_bit_exact(tmp_path):
+    torch.manual_seed(1)
+    cfg = config.preset("tiny")
+    nets = model.build_networks(cfg)
+    for p in nets.parameters():  # make every tensor distinctive
+        p.data.add_(torch.randn_like(p) * 0.01)
+    checkpoint.save_model(tmp_path / "m.safetensors", nets, cfg, {"steps": 123, "speakers_note": "x"})
+    loaded, cfg2, meta, extra = checkpoint.load_model(tmp_path / "m.safetensors")
+    assert cfg2 == cfg and meta["steps"] == 123 and extra == {}
+    for name in model.MODULE_NAMES:
+        a, b = nets[name].state_dict(), loaded[name].state_dict()
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), f"{name}.{key}"
+
+
+def test_fp16_storage_loads_as_float32(tmp_path):
+    cfg = config.preset("tiny")
+    nets = model.build_networks(cfg)
+    checkpoint.save_model(tmp_path / "h.safetensors", nets, cfg, dtype=torch.float16)
+    loaded, *_ = checkpoint.load_model(tmp_path / "h.safetensors")
+    w = loaded["mapping"].shared[0].weight
+    assert w.dtype == torch.float32
+    torch.testing.assert_close(w, nets["mapping"].shared[0].weight, atol=1e-2, rtol=1e-3)
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "m.safetensors"
+    target.write_bytes(b"old")
+
+    def boom(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        checkpoint.atomic_write(target, boom)
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["m.safetensors"]  # no temp file left behind
+
+
+def load_error(path, *words):
+    with pytest.raises(UserError) as info:
+        Engine(align_faces=False).load(path, "cpu")
+    msg = str(info.value)
+    assert "\n" not in msg
+    for w in words:
+        assert w in msg, msg
+    return msg
+
+
+def test_missing_checkpoint(tmp_path):
+    load_error(tmp_path / "none.safetensors", "not found")
+
+
+def test_corrupt_checkpoint(tmp_path):
+    (tmp_path / "c.safetensors").write_bytes(os.urandom(4096))
+    load_error(tmp_path / "c.safetensors", "damaged")
+
+
+def test_truncated_checkpoint(tmp_path, tiny_checkpoint):
+    data = tiny_checkpoint.read_bytes()
+    (tmp_path / "t.safetensors").write_bytes(data[: len(data) // 2])
+    load_error(tmp_path / "t.safetensors", "damaged or truncated")
+
+
+def test_pickle_checkpoints_are_refused_without_unpickling(tmp_path):
+    cfg = config.preset("tiny")
+    torch.save(model.build_networks(cfg).state_dict(), tmp_path / "zip.safetensors")
+    load_error(tmp_path / "zip.safetensors", "torch.save", "arbitrary code")
+    with open(tmp_path / "p.pt", "wb") as f:
+        pickle.dump({"a": 1}, f)
+    load_error(tmp_path / "p.pt", "pickle")
+
+
+def test_plain_safetensors_without_our_header(tmp_path):
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    load_error(tmp_path / "other.safetensors", "not an XFaVoT checkpoint")
+
+
+def test_checkpoint_of_another_preset_loads_with_its_own_config(tmp_path):
+    cfg = config.preset("small", speakers=("alice", "bob"))
+    checkpoint.save_model(tmp_path / "s.safetensors", model.build_networks(cfg), cfg)
+    info = Engine(align_faces=False).load(tmp_path / "s.safetensors", "cpu")
+    assert info.preset == "small" and info.speakers == ["alice", "bob"]
+
+
+def test_weights_that_do_not_match_the_declared_preset(tmp_path):
+    """A file whose header says tiny but whose tensors come from small (e.g. a botched merge)."""
+    small = config.preset("small", speakers=("a",))
+    checkpoint.save_model(tmp_path / "x.safetensors", model.build_networks(small), small)
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(tmp_path / "x.safetensors"))
+    header = checkpoint.read_header(tmp_path / "x.safetensors")
+    header["config"] = config.preset("tiny", speakers=("a",)).to_dict()
+    checkpoint.save_tensors(tmp_path / "x.safetensors", tensors, header)
+    load_error(tmp_path / "x.safetensors", "does not match its own config", "tiny")
+
+
+def test_checkpoint_without_inference_modules(tmp_path):
+    cfg = config.preset("tiny")
+    nets = model.build_networks(cfg)
+    checkpoint.save_model(tmp_path / "d.safetensors", {"discriminator_image": nets["discriminator_image"]}, cfg)
+    load_error(tmp_path / "d.safetensors", "lacks", "generator_image")
+
+
+def test_newer_format_version_is_refused(tmp_path, tiny_checkpoint):
+    from safetensors.torch import load_file
+
+    header = checkpoint.read_header(tiny_checkpoint)
+    header["version"] = 99
+    checkpoint.save_tensors(tmp_path / "n.safetensors", load_file(str(tiny_checkpoint)), header)
+    load_error(tmp_path / "n.safetensors", "newer")
+
+
+def test_invalid_config_in_header(tmp_path, tiny_checkpoint):
+    from safetensors.torch import load_file
+
+    header = checkpoint.read_header(tiny_checkpoint)
+    header["config"]["mel_frontend"] = "mp3"
+    checkpoint.save_tensors(tmp_path / "bad.safetensors", load_file(str(tiny_checkpoint)), header)
+    load_error(tmp_path / "bad.safetensors", "invalid model config")

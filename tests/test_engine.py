@@ -1,0 +1,128 @@
+"""Engine: the four tasks, styles, batching, chunked long audio, devices and user errors."""
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+import core.engine as engine_module
+from core.engine import Audio, Engine, Style, resolve_device
+from core.errors import UserError
+from tests.conftest import SR, speech_like
+
+
+def test_four_tasks_give_outputs_of_the_right_size(engine, media):
+    size = engine.cfg.img_size
+    assert engine.face_from_voice(media / "face.png", media / "voice.wav").size == (size, size)
+    assert engine.face_from_face(media / "face.png", media / "face64.png").size == (size, size)
+    src = sf.read(media / "voice.wav")[0]
+    out = engine.voice_from_face(media / "voice.wav", media / "face.png")
+    assert out.dtype == np.float32 and out.shape == src.shape
+    out = engine.voice_from_voice(media / "voice.wav", media / "voice2.wav")
+    assert out.shape == src.shape and np.isfinite(out).all()
+
+
+def test_inputs_in_memory_and_at_other_rates(engine):
+    img = Image.new("RGBA", (80, 100), (10, 200, 30, 255))
+    wav44 = speech_like(1.0, rate=44100)
+    out = engine.voice_from_face(Audio(wav44, 44100), img, gender="male")
+    assert out.shape == (SR,)
+
+
+def test_batches_match_single_items(engine, media):
+    """Three sources with batch size 2 (two batches) give exactly the single-item results."""
+    faces = [Image.fromarray(np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8)) for i in range(3)]
+    style = engine.style_of_voice(media / "voice.wav", "female")
+    batch = engine.face_from_style(faces, style)
+    assert len(batch) == 3
+    for img, out in zip(faces, batch):
+        single = np.asarray(engine.face_from_style(img, style), dtype=int)
+        assert np.abs(np.asarray(out, dtype=int) - single).max() <= 1
+
+
+def test_one_style_per_source(engine, media):
+    faces = [media / "face.png", media / "face64.png"]
+    styles = [engine.sample_style("female", 1), engine.sample_style("male", 2)]
+    out = engine.face_from_style(faces, styles)
+    assert len(out) == 2
+    with pytest.raises(UserError, match="3 styles for 2"):
+        engine.face_from_style(faces, styles + styles[:1])
+
+
+def test_latent_styles_are_seeded_and_per_domain(engine):
+    a, b = engine.sample_style("female", 7), engine.sample_style("female", 7)
+    assert np.array_equal(a.vector, b.vector) and a.seed == 7 and a.source == "latent"
+    assert not np.allclose(a.vector, engine.sample_style("female", 8).vector)
+    assert not np.allclose(a.vector, engine.sample_style("male", 7).vector)
+    speaker = engine.cfg.speakers[1]
+    assert engine.sample_style(speaker, 0).domain == speaker
+    assert engine.sample_style(3, 0).domain == engine.domains[3]
+    with pytest.raises(UserError, match="unknown domain"):
+        engine.sample_style("robot", 0)
+    with pytest.raises(UserError, match="out of range"):
+        engine.sample_style(99, 0)
+
+
+def test_style_interpolation_ends_at_its_endpoints(engine):
+    a, b = engine.sample_style("female", 1), engine.sample_style("male", 1)
+    assert np.allclose(a.mix(b, 0.0).vector, a.vector) and np.allclose(a.mix(b, 1.0).vector, b.vector)
+    assert engine.face_from_style(Image.new("RGB", (64, 64)), a.mix(b, 0.5)).size == (64, 64)
+
+
+def test_styles_of_references(engine, media):
+    s = engine.style_of_face(media / "face.png")
+    assert s.vector.shape == (engine.cfg.style_dim,) and s.gender in ("female", "male") and s.source == "face"
+    v = engine.style_of_voice(media / "voice.wav", "male")
+    assert v.gender == "male" and v.source == "voice"
+    with pytest.raises(UserError, match="gender must be"):
+        engine.style_of_voice(media / "voice.wav", "robot")
+
+
+def test_short_reference_voice_is_padded_for_the_style_encoder(engine):
+    s = engine.style_of_voice(speech_like(0.4), "female")  # 41 frames < the 80 E_A needs
+    assert np.isfinite(s.vector).all()
+    with pytest.raises(UserError, match="too short"):
+        engine.style_of_voice(speech_like(0.2), "female")
+
+
+def test_wrong_style_size_is_a_user_error(engine, media):
+    with pytest.raises(UserError, match="style vector"):
+        engine.face_from_style(media / "face.png", Style(np.zeros(10, np.float32), "female", "mix"))
+
+
+def test_long_source_is_converted_in_chunks(engine, monkeypatch):
+    monkeypatch.setattr(engine_module, "CHUNK_FRAMES", 100)  # 1.25 s chunks on a 4 s clip
+    wav = speech_like(4.0)
+    out = engine.voice_from_style(wav, engine.sample_style("female", 0))
+    assert out.shape == wav.shape and np.isfinite(out).all()
+
+
+def test_ten_minute_source_is_converted_without_running_out_of_memory(engine, tmp_path):
+    wav = np.tile(speech_like(2.0), 5 * 60 + 15)  # 10.5 minutes
+    sf.write(tmp_path / "long.wav", wav, SR, subtype="PCM_16")
+    out = engine.voice_from_voice(tmp_path / "long.wav", speech_like(1.0))
+    assert out.shape == wav.shape and np.isfinite(out).all()
+
+
+def test_devices():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(UserError, match="unknown device"):
+        resolve_device("tpu")
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
+def test_no_model_loaded_and_no_default_model(tmp_path, monkeypatch, media):
+    with pytest.raises(UserError, match="no model is loaded"):
+        Engine().face_from_voice(media / "face.png", media / "voice.wav")
+    monkeypatch.setattr(engine_module, "DEFAULT_CHECKPOINT", tmp_path / "missing.safetensors")
+    with pytest.raises(UserError, match="xfavot init"):
+        Engine().load()
+
+
+def test_empty_source_list(engine, media):
+    with pytest.raises(UserError, match="no inputs"):
+        engine.face_from_voice([], media / "voice.wav")
