@@ -108,3 +108,27 @@ def test_bench_prints_a_table():
     r = xfavot("bench", "--presets", "tiny", "--batch-sizes", "1", "2", "--repeats", "1", "--seconds", "1")
     assert r.returncode == 0, r.stderr
     assert "voice_from_style" in r.stdout and "RTF" in r.stdout and "params" in r.stdout
+
+
+@pytest.mark.skipif(__import__("shutil").which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_data_synth_preview_and_info(tmp_path):
+    corpus = tmp_path / "corpus"
+    r = xfavot("data", "synth", "--speakers", "6", "--utts", "1", "--faces", "1", "--engines", "espeak",
+               "--workers", "2", "--out", corpus)
+    assert r.returncode == 0, r.stderr
+    assert "6 speakers" in r.stdout and (corpus / "manifest.json").is_file()
+    r = xfavot("data", "preview", corpus, "--out", tmp_path / "sheet.png")
+    assert r.returncode == 0 and Image.open(tmp_path / "sheet.png").width > 0
+    r = xfavot("data", "info", "synthetic", corpus)
+    assert r.returncode == 0 and "6 speakers" in r.stdout
+    assert_one_line_error(xfavot("data", "synth", "--speakers", "2", "--utts", "1", "--engines", "festival",
+                                 "--out", tmp_path / "x"), "--engines")
+
+
+def test_data_info_reports_bad_folders(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = xfavot("data", "info", "avatars", tmp_path / "empty")
+    assert r.returncode == 0 and "0 speakers" in r.stdout
+    assert_one_line_error(xfavot("data", "info", "celeba-hq", tmp_path / "missing"), "not found")
+    assert_one_line_error(xfavot("data", "prepare-av", tmp_path / "empty", "--out", tmp_path / "cache"),
+                          "no speaker folders")

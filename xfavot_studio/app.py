@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     window.show()
     if args.screenshot:
         QThreadPool.globalInstance().waitForDone(60_000)
-        app.processEvents()
+        for _ in range(3):  # deliver the worker's signal, then let the layout settle
+            app.processEvents()
         window.grab().save(args.screenshot)
         return 0
     return app.exec()
