@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root")
     p.add_argument("--voices", help="avatars: optional voice folder")
 
+    from training.cli import add_train_arguments
+
+    add_train_arguments(sub.add_parser("train", help="train an XFaVoT model (see training/cli.py)"))
+
     p = sub.add_parser("bench", help="inference benchmark table (see benchmarks/bench_inference.py)")
     p.add_argument("--presets", nargs="+", default=["small"], choices=["tiny", "small", "paper"])
     p.add_argument("--devices", nargs="+", default=["cpu"])
@@ -324,7 +328,13 @@ def _run_oracle(args) -> None:
     print(f"{len(faces)} faces: " + ", ".join(f"{k} {v / max(len(faces), 1):.3f}" for k, v in correct.items()))
 
 
-COMMANDS = {"init": _run_init, "info": _run_info, "sample": _run_sample, "bench": _run_bench, "data": _run_data}
+def _run_train(args) -> None:
+    from training.cli import run_train
+
+    run_train(args)
+
+
+COMMANDS = {"train": _run_train, "init": _run_init, "info": _run_info, "sample": _run_sample, "bench": _run_bench, "data": _run_data}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,88 @@
+"""Each term of the XFaVoT objective: known values and the properties that make it right."""
+import math
+
+import pytest
+import torch
+
+from training import losses
+
+
+def test_adversarial_matches_softplus_forms():
+    logits = torch.tensor([2.0, -1.0, 0.0])
+    assert losses.adversarial(logits, True).item() == pytest.approx(torch.nn.functional.softplus(-logits).mean().item())
+    assert losses.adversarial(logits, False).item() == pytest.approx(torch.nn.functional.softplus(logits).mean().item())
+    assert losses.adversarial(torch.tensor([0.0]), True).item() == pytest.approx(math.log(2))
+
+
+def test_r1_of_a_linear_discriminator_is_half_its_squared_weight_norm():
+    w = torch.tensor([3.0, 4.0])
+    x = torch.randn(5, 2, requires_grad=True)
+    assert losses.r1_penalty(x @ w, x).item() == pytest.approx(0.5 * 25.0)
+
+
+def test_style_and_cycle_terms_are_mean_absolute_errors():
+    a, b = torch.zeros(2, 4), torch.full((2, 4), 0.5)
+    assert losses.style_reconstruction(a, b).item() == pytest.approx(0.5)
+    assert losses.cycle_consistency(b, a).item() == pytest.approx(0.5)
+    assert losses.style_reconstruction(b, b).item() == 0
+
+
+def test_diversity_grows_with_the_difference_and_decays_with_steps():
+    x = torch.zeros(2, 3, 4, 4)
+    assert losses.diversity(x, x).item() == 0
+    assert losses.diversity(x, x + 1).item() > losses.diversity(x, x + 0.1).item()
+    assert losses.diversity_weight(0, 1.0, 100) == 1.0
+    assert losses.diversity_weight(50, 1.0, 100) == pytest.approx(0.5)
+    assert losses.diversity_weight(150, 1.0, 100) == 0.0
+
+
+def test_diversity_is_maximised_by_the_generator_objective():
+    """Sign: a gradient step on (-lambda_ds * diversity) pushes two outputs apart."""
+    a = torch.zeros(4, requires_grad=True)
+    b = torch.full((4,), 0.1)
+    (-1.0 * losses.diversity(a, b)).backward()
+    stepped = a.detach() - 0.1 * a.grad
+    assert torch.all((stepped - b).abs() > (a.detach() - b).abs())
+
+
+def test_f0_consistency_ignores_register_but_not_contour():
+    contour = torch.linspace(100, 140, 50)[None]
+    assert losses.f0_consistency(contour * 1.8, contour).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses.f0_consistency(contour.flip(-1), contour).item() > 0.05
+
+
+def test_norm_consistency_has_a_dead_zone_of_bias():
+    mel = torch.zeros(2, 1, 80, 10)
+    shift = 0.3 / 4  # 0.3 log units of amplitude in normalised mel units
+    assert losses.norm_consistency(mel + shift, mel, bias=0.5).item() == 0
+    assert losses.norm_consistency(mel + 1.0, mel, bias=0.5).item() > 0
+
+
+def test_speech_consistency_zero_only_for_equal_content():
+    c = torch.randn(2, 8, 20)
+    assert losses.speech_consistency(c, c).item() == 0
+    assert losses.speech_consistency(c + 1, c).item() > 0
+
+
+def test_source_classification_and_empty_batches():
+    logits = torch.tensor([[5.0, -5.0], [-5.0, 5.0]])
+    assert losses.source_classification(logits, torch.tensor([0, 1])).item() < 0.01
+    assert losses.source_classification(logits, torch.tensor([1, 0])).item() > 5
+    assert losses.source_classification(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long)).item() == 0
+
+
+def test_infonce_prefers_matched_pairs():
+    torch.manual_seed(0)
+    faces = torch.randn(8, 64)
+    voices = faces + 0.1 * torch.randn(8, 64)
+    matched = losses.infonce(faces, voices, 0.1).item()
+    shuffled = losses.infonce(faces, voices[torch.randperm(8)], 0.1).item()
+    assert matched < 0.1 < shuffled
+    # chance level for unrelated styles is about log N
+    assert losses.infonce(torch.randn(8, 64), torch.randn(8, 64), 1.0).item() == pytest.approx(math.log(8), abs=0.3)
+
+
+def test_consistency_regularization():
+    x = torch.randn(6)
+    assert losses.consistency_regularization(x, x).item() == 0
+    assert losses.consistency_regularization(x, x + 2).item() == pytest.approx(4.0)

@@ -1,0 +1,102 @@
+"""`xfavot train` / `xfavot finetune` and `python -m training` (torchrun entry point).
+
+    xfavot train --data CORPUS_DIR --preset {small,paper,tiny} --steps N --out RUN_DIR [--device D] [--resume]
+    torchrun --nproc_per_node 2 -m training train --data ... --out RUN_DIR
+--data takes a synthetic corpus folder, or LAYOUT:PATH (celeba-hq:, vctk:, prepared-av:, synthetic:),
+repeatable to train on several datasets together (e.g. CelebA-HQ + VCTK as in the paper).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+from core.errors import UserError
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", action="append", required=True, metavar="[LAYOUT:]PATH")
+    p.add_argument("--preset", default="small", choices=["small", "paper", "tiny"])
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--out", required=True, metavar="RUN_DIR")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--resume", action="store_true", help="continue RUN_DIR up to --steps")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--aux", help="checkpoint whose trained JDC and content network to use")
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--sample-every", type=int)
+    p.add_argument("--log-every", type=int)
+    p.add_argument("--compile", action="store_true", help="torch.compile the networks (CUDA)")
+
+
+def load_data(specs: list[str]):
+    from .data import datasets
+
+    loaders = {"synthetic": datasets.load_synthetic, "celeba-hq": datasets.load_celeba_hq,
+               "vctk": datasets.load_vctk, "prepared-av": datasets.load_prepared_av}
+    parts = []
+    for spec in specs:
+        layout, _, path = spec.partition(":") if ":" in spec and spec.split(":", 1)[0] in loaders else ("synthetic", "", spec)
+        parts.append(loaders[layout](path))
+    data = parts[0] if len(parts) == 1 else datasets.combine(*parts)
+    data.log_skipped()
+    return data
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size) under torchrun; initialises the process group (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
+
+
+def run_train(args) -> dict:
+    from core.engine import resolve_device
+
+    from .config import train_preset
+    from .trainer import Trainer
+
+    rank, world = distributed()
+    device = str(resolve_device(args.device))
+    if device == "cuda" and world > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    data = load_data(args.data)
+    common = dict(device=device, rank=rank, world_size=world)
+    if args.resume:
+        trainer = Trainer.resume(data, args.out, steps=args.steps, **common)
+    else:
+        if os.path.exists(os.path.join(args.out, "run.json")):
+            raise UserError(f"{args.out} already holds a run; pass --resume to continue it or choose another --out")
+        overrides = {k: v for k, v in dict(batch_size=args.batch_size, checkpoint_every=args.checkpoint_every,
+                                           sample_every=args.sample_every, log_every=args.log_every).items() if v}
+        cfg = train_preset(args.preset, steps=args.steps, seed=args.seed, compile=args.compile, **overrides)
+        trainer = Trainer(data, args.out, cfg, init_from=args.aux, **common)
+    if rank == 0:
+        print(trainer.train_data.summary())
+    result = trainer.run()
+    if rank == 0:
+        print(f"{args.out}: step {result['step']}" + (" (stopped early; --resume continues)" if result["stopped"] else ""))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_train_arguments(sub.add_parser("train"))
+    args = parser.parse_args(argv)
+    import logging
+    import sys
+
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    try:
+        run_train(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
