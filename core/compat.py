@@ -20,4 +20,5 @@ def parallel_wavegan() -> types.ModuleType:
     pwg = importlib.import_module("parallel_wavegan")
     importlib.import_module("parallel_wavegan.models")
     importlib.import_module("parallel_wavegan.layers")
+    importlib.import_module("parallel_wavegan.losses")
     return pwg

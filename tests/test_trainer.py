@@ -183,3 +183,55 @@ def test_torchrun_entry_point(corpus, tmp_path):
                        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
     assert [rec["step"] for rec in read_log(run) if "G/total" in rec] == [1, 2]
+
+
+def stylized_avatars(corpus, out, voices=False):
+    """A stand-in for a JoJoGAN-style set: corpus faces posterized into flat colour bands."""
+    from PIL import ImageOps
+
+    manifest = synth.load_manifest(corpus)
+    gender = {s["speaker"]: s["gender"] for s in manifest["speakers"]}
+    for k, f in enumerate(manifest["faces"][:16]):
+        img = ImageOps.posterize(Image.open(corpus / f["path"]).convert("RGB"), 2)
+        (out / gender[f["speaker"]]).mkdir(parents=True, exist_ok=True)
+        img.save(out / gender[f["speaker"]] / f"{k}.png")
+    return out
+
+
+from PIL import Image  # noqa: E402
+
+
+def test_finetune_adapts_only_the_image_side(corpus, tmp_path):
+    from core import checkpoint
+    from training.finetune import run_finetune
+
+    base_run = tmp_path / "base"
+    Trainer(load_synthetic(corpus), base_run, tiny(1)).run(progress=False)
+    base = base_run / "step-000001.safetensors"
+    avatars = stylized_avatars(corpus, tmp_path / "avatars")
+    run = tmp_path / "ft"
+    trainer = run_finetune(avatars, None, base, steps=2, out=run, sample_every=100)
+    assert trainer.finetune and set(trainer.optims) == {"generator_image", "style_encoder_image", "discriminator_image"}
+    trainer.run(progress=False)
+    assert (run / "samples" / "faces-from-latents-000001.png").is_file()  # first preview at step 1
+    before, _ = checkpoint.load_tensors(base)
+    after, header = checkpoint.load_tensors(run / "step-000002.safetensors")
+    changed = lambda prefix: any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix + "."))
+    assert changed("generator_image") and changed("discriminator_image")
+    for frozen in ("mapping", "generator_audio", "style_encoder_audio", "discriminator_audio", "jdc"):
+        assert not changed(frozen), frozen
+    resumed = run_finetune(avatars, None, base, steps=3, out=run, resume=True)
+    assert resumed.finetune and resumed.step_no == 2
+    resumed.run(progress=False)
+    assert json.loads((run / "run.json").read_text())["step"] == 3
+
+
+def test_finetune_cli_rejects_a_one_gender_set(corpus, tmp_path):
+    base_run = tmp_path / "base"
+    Trainer(load_synthetic(corpus), base_run, tiny(1)).run(progress=False)
+    avatars = stylized_avatars(corpus, tmp_path / "avatars")
+    shutil.rmtree(avatars / "male")
+    r = subprocess.run([sys.executable, "-m", "xfavot_studio.cli", "finetune", "--avatars", str(avatars),
+                        "--from", str(base_run / "step-000001.safetensors"), "--steps", "2", "--out", str(tmp_path / "ft"),
+                        "--device", "cpu"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "only female" in r.stderr

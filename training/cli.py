@@ -29,6 +29,84 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the networks (CUDA)")
 
 
+def add_aux_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", action="append", required=True, metavar="[LAYOUT:]PATH")
+    p.add_argument("--preset", default="small", choices=["small", "paper", "tiny"])
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--out", required=True, metavar="AUX.safetensors")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run_train_aux(args) -> dict:
+    from core.config import preset
+    from core.engine import resolve_device
+
+    from .auxiliary import train_auxiliary
+
+    data = load_data(args.data)
+    data.validate(need_both_genders=False, need_voices=True)
+    metrics = train_auxiliary(data, preset(args.preset), args.steps, args.out, str(resolve_device(args.device)),
+                              args.batch_size, args.seed)
+    print(f"{args.out}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if v is not None))
+    return metrics
+
+
+def add_vocoder_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", action="append", required=True, metavar="[LAYOUT:]PATH")
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--out", required=True, metavar="VOCODER.safetensors")
+    p.add_argument("--kind", default="hifigan", choices=["hifigan", "pwg"])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--adversarial-start", type=int, default=2000, help="step from which the GAN losses are on")
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--resume", action="store_true")
+
+
+def run_train_vocoder(args) -> dict:
+    from core.engine import resolve_device
+
+    from .vocoder import train_vocoder
+
+    data = load_data(args.data)
+    data.validate(need_both_genders=False, need_voices=True)
+    result = train_vocoder(data, args.steps, args.out, args.kind, str(resolve_device(args.device)), args.batch_size,
+                           adversarial_start=args.adversarial_start, checkpoint_every=args.checkpoint_every,
+                           resume=args.resume)
+    print(f"{args.out}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()))
+    return result
+
+
+def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--avatars", required=True, help="folder of avatar images ([female/ male/] subfolders optional)")
+    p.add_argument("--voices", help="optional folder of voice clips")
+    p.add_argument("--from", dest="base", required=True, metavar="CKPT", help="the model to adapt")
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--out", required=True, metavar="RUN_DIR")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--sample-every", type=int)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run_finetune_cli(args) -> dict:
+    from core.engine import resolve_device
+
+    from .finetune import run_finetune
+
+    if not args.resume and os.path.exists(os.path.join(args.out, "run.json")):
+        raise UserError(f"{args.out} already holds a run; pass --resume to continue it or choose another --out")
+    trainer = run_finetune(args.avatars, args.voices, args.base, args.steps, args.out, str(resolve_device(args.device)),
+                           args.resume, args.batch_size, args.seed, args.sample_every)
+    print(trainer.train_data.summary())
+    result = trainer.run()
+    print(f"{args.out}: step {result['step']}" + (" (stopped early; --resume continues)" if result["stopped"] else ""))
+    return result
+
+
 def load_data(specs: list[str]):
     from .data import datasets
 

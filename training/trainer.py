@@ -73,19 +73,25 @@ def speaker_domains(data: Dataset) -> list[str]:
 class Trainer:
     def __init__(self, data: Dataset, out_dir: str | Path, cfg: TrainConfig, model_cfg: ModelConfig | None = None,
                  device: str = "cpu", init_from: str | Path | None = None, rank: int = 0, world_size: int = 1,
-                 on_progress: Callable[[dict], None] | None = None, on_samples: Callable[[dict], None] | None = None):
+                 on_progress: Callable[[dict], None] | None = None, on_samples: Callable[[dict], None] | None = None,
+                 finetune: bool = False):
+        """finetune=True: adapt the image side only (G_I, E_I, D_I) from `init_from`; the mapping
+        network and the audio side stay frozen, so the shared style space is kept (paper Fig. 7)."""
         self.cfg, self.out = cfg, Path(out_dir)
+        self.finetune = finetune
+        self.trained_d = ("discriminator_image",) if finetune else DISCRIMINATORS
+        self.trained_g = ("generator_image", "style_encoder_image") if finetune else GENERATOR_SIDE
         self.rank, self.world = rank, world_size
         self.device = torch.device(device)
         self.on_progress, self.on_samples = on_progress, on_samples
         self._stop = threading.Event()
         self.train_data = data.split("train")
         self.val_data = Dataset(data.name, [s for s in data.speakers if s.split == "val" and s.faces and s.voices])
-        self.train_data.validate(need_both_genders=True, need_faces=True, need_voices=True)
-        domains = speaker_domains(self.train_data)
+        self.train_data.validate(need_both_genders=True, need_faces=True, need_voices=not finetune)
+        domains = speaker_domains(self.train_data) if model_cfg is None or not finetune else list(model_cfg.speakers)
         if model_cfg is None:
             model_cfg = preset(cfg.preset, speakers=tuple(domains))
-        if tuple(model_cfg.speakers) != tuple(domains):
+        if not finetune and tuple(model_cfg.speakers) != tuple(domains):
             raise UserError(f"the model has {len(model_cfg.speakers)} speaker domains but the data has "
                             f"{len(domains)} training speakers with voices")
         self.model_cfg = model_cfg
@@ -94,15 +100,17 @@ class Trainer:
         if init_from:
             self._init_from(init_from)
         self.nets.to(self.device)
-        for name in FROZEN:
-            self.nets[name].eval().requires_grad_(False)
+        for name in self.nets:
+            if name in FROZEN or name not in self.trained_d + self.trained_g:
+                self.nets[name].eval().requires_grad_(False)
         self.ema = copy.deepcopy(torch.nn.ModuleDict({k: self.nets[k] for k in EMA_MODULES})).eval()
         self.ema.requires_grad_(False)
         self.optims = self._optimizers()
-        self.d_objective = self._wrap(_Objective(self, DISCRIMINATORS, self._discriminator_loss))
-        self.g_objective = self._wrap(_Objective(self, GENERATOR_SIDE, self._generator_loss))
-        self.sampler = Table1Sampler(self.train_data, cfg.batch_size, domains, seed=cfg.seed,
-                                     speaker_head_prob=cfg.speaker_head_prob, rank=rank, world_size=world_size)
+        self.d_objective = self._wrap(_Objective(self, self.trained_d, self._discriminator_loss))
+        self.g_objective = self._wrap(_Objective(self, self.trained_g, self._generator_loss))
+        self.sampler = Table1Sampler(self.train_data, cfg.batch_size, [] if finetune else domains, seed=cfg.seed,
+                                     speaker_head_prob=cfg.speaker_head_prob, rank=rank, world_size=world_size,
+                                     need_voices=not finetune)
         self.batches = BatchBuilder(self.train_data, model_cfg.img_size, cfg.crop_frames, model_cfg.mel_frontend)
         self.step_no = 0
         self.best: float | None = None
@@ -140,10 +148,15 @@ class Trainer:
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.cfg
         optims = {}
+        trained = set(self.trained_d + self.trained_g)
         for name in IMAGE_SIDE:
+            if name not in trained:
+                continue
             lr = c.lr_mapping if name == "mapping" else c.lr
             optims[name] = torch.optim.Adam(self.nets[name].parameters(), lr=lr, betas=c.betas, weight_decay=c.weight_decay)
         for name in AUDIO_SIDE:
+            if name not in trained:
+                continue
             optims[name] = torch.optim.AdamW(self.nets[name].parameters(), lr=c.lr, betas=c.betas,
                                              weight_decay=c.weight_decay, eps=c.adamw_eps)
         return optims
@@ -152,10 +165,12 @@ class Trainer:
     def _batch(self, plan: StepPlan, rng: np.random.Generator) -> dict:
         spk = self.train_data.speakers
         dom = self.sampler.domain_of
-        b = {"x_img": self.batches.faces(plan.source_faces, rng), "x_mel": self.batches.mels(plan.source_voices, rng)}
+        b = {"x_img": self.batches.faces(plan.source_faces, rng)}
         b["g_img_src"] = torch.tensor([int(spk[s].gender == "male") for s, _ in plan.source_faces])
-        b["g_mel_src"] = torch.tensor([int(spk[s].gender == "male") for s, _ in plan.source_voices])
-        b["spk_mel_src"] = torch.tensor([dom.get(spk[s].id, -1) for s, _ in plan.source_voices])
+        if plan.source_voices:
+            b["x_mel"] = self.batches.mels(plan.source_voices, rng)
+            b["g_mel_src"] = torch.tensor([int(spk[s].gender == "male") for s, _ in plan.source_voices])
+            b["spk_mel_src"] = torch.tensor([dom.get(spk[s].id, -1) for s, _ in plan.source_voices])
         b["g_trg"] = torch.tensor(plan.target_genders)
         b["y_trg"] = torch.tensor(plan.target_domains)
         if plan.ref_faces:
@@ -173,7 +188,9 @@ class Trainer:
                 if k in b:
                     b[k] = b[k].contiguous(memory_format=torch.channels_last)
         # D_A judges a real source under its own domain of the step's type
-        if plan.domain_type == "speaker":
+        if "x_mel" not in b:
+            pass
+        elif plan.domain_type == "speaker":
             b["y_mel_src"] = torch.where(b["spk_mel_src"] >= 0, 2 + b["spk_mel_src"], b["g_mel_src"])
         else:
             b["y_mel_src"] = b["g_mel_src"]
@@ -210,8 +227,8 @@ class Trainer:
         for name in GENERATOR_SIDE + DISCRIMINATORS:
             n[name].train()
         b = self._batch(plan, rng)
-        d_losses = self._update(self.d_objective, DISCRIMINATORS, plan, b)
-        g_losses = self._update(self.g_objective, GENERATOR_SIDE, plan, b)
+        d_losses = self._update(self.d_objective, self.trained_d, plan, b)
+        g_losses = self._update(self.g_objective, self.trained_g, plan, b)
         self._update_ema()
         self.step_no += 1
         out = {**d_losses, **g_losses, "kind": plan.kind, "domain_type": plan.domain_type,
@@ -229,18 +246,28 @@ class Trainer:
         return {k: float(v) for k, v in logs.items()}
 
     def _discriminator_loss(self, plan: StepPlan, b: dict):
+        loss, logs = self._discriminator_loss_image(plan, b)
+        if not self.finetune:
+            loss_a, logs_a = self._discriminator_loss_audio(plan, b)
+            loss, logs = loss + loss_a, {**logs, **logs_a}
+        return loss, logs
+
+    def _discriminator_loss_image(self, plan: StepPlan, b: dict):
         c, n = self.cfg, self.nets
         with torch.no_grad():
-            s_img = self._styles(plan.image_reference, b)
-            s_aud = self._styles(plan.audio_reference, b)
-            f0_src = n["jdc"].get_feature(b["x_mel"])
-            fake_img = n["generator_image"](b["x_img"], s_img)
-            fake_mel = n["generator_audio"](b["x_mel"], s_aud, f0_src)
+            fake_img = n["generator_image"](b["x_img"], self._styles(plan.image_reference, b))
         x_img = b["x_img"].detach().requires_grad_(True)
         real = n["discriminator_image"](x_img, b["g_img_src"])
         with torch.autocast("cuda", enabled=False):
             r1_img = L.r1_penalty(real.float(), x_img)
         d_img = L.adversarial(real, True) + L.adversarial(n["discriminator_image"](fake_img, b["g_trg"]), False)
+        return d_img + c.lambda_reg * r1_img, {"D/img_adv": d_img.detach(), "D/img_r1": r1_img.detach()}
+
+    def _discriminator_loss_audio(self, plan: StepPlan, b: dict):
+        c, n = self.cfg, self.nets
+        with torch.no_grad():
+            f0_src = n["jdc"].get_feature(b["x_mel"])
+            fake_mel = n["generator_audio"](b["x_mel"], self._styles(plan.audio_reference, b), f0_src)
         x_mel = b["x_mel"].detach().requires_grad_(True)
         real_a = n["discriminator_audio"](x_mel, b["y_mel_src"])
         with torch.autocast("cuda", enabled=False):
@@ -251,10 +278,10 @@ class Trainer:
         head, rows, labels = self._cls_labels(plan, b, target=False)
         cls = L.source_classification(self._classify(fake_mel[rows], head), labels) if rows.any() else fake_mel.sum() * 0
         cls_on = self.step_no >= c.adv_cls_start
-        loss = (d_img + c.lambda_reg * r1_img + d_aud + c.lambda_reg_audio * r1_aud + c.lambda_con_reg * con_reg
+        loss = (d_aud + c.lambda_reg_audio * r1_aud + c.lambda_con_reg * con_reg
                 + (c.lambda_adv_cls_d * cls if cls_on else 0))
-        return loss, {"D/img_adv": d_img.detach(), "D/img_r1": r1_img.detach(), "D/aud_adv": d_aud.detach(),
-                      "D/aud_r1": r1_aud.detach(), "D/con_reg": con_reg.detach(), "D/src_cls": cls.detach()}
+        return loss, {"D/aud_adv": d_aud.detach(), "D/aud_r1": r1_aud.detach(), "D/con_reg": con_reg.detach(),
+                      "D/src_cls": cls.detach()}
 
     def _augment_mel(self, mel: torch.Tensor) -> torch.Tensor:
         """Label-preserving augmentation for the consistency term: gain and a small time shift."""
@@ -264,11 +291,23 @@ class Trainer:
         return torch.roll(mel, shifts=shift, dims=-1) + gain
 
     def _generator_loss(self, plan: StepPlan, b: dict):
+        loss, out = self._generator_loss_image(plan, b)
+        if not self.finetune:
+            loss_a, out_a = self._generator_loss_audio(plan, b)
+            loss, out = loss + loss_a, {**out, **out_a}
+            # cross-modal style consistency on paired targets (Table 1)
+            if plan.use_infonce:
+                n = self.nets
+                xm = L.infonce(n["style_encoder_image"](b["ref_img"], b["g_trg"]),
+                               n["style_encoder_audio"](b["ref_mel"], b["g_trg"]), self.cfg.temperature)
+                loss = loss + self.cfg.lambda_xm * xm
+                out["G/infonce"] = xm.detach()
+        out["G/total"] = loss.detach()
+        return loss, out
+
+    def _generator_loss_image(self, plan: StepPlan, b: dict):
         c, n = self.cfg, self.nets
         lam_ds = L.diversity_weight(self.step_no, c.lambda_ds, c.ds_iter)
-        lam_ds_a = L.diversity_weight(self.step_no, c.lambda_ds_audio, c.ds_iter)
-        out = {}
-        # image generator
         s1, s2 = self._styles(plan.image_reference, b), self._styles(plan.image_reference, b, second=True)
         fake = n["generator_image"](b["x_img"], s1)
         adv_i = L.adversarial(n["discriminator_image"](fake, b["g_trg"]), True)
@@ -277,7 +316,12 @@ class Trainer:
         s_org = n["style_encoder_image"](b["x_img"], b["g_img_src"])
         cyc_i = L.cycle_consistency(n["generator_image"](fake, s_org), b["x_img"])
         loss = adv_i + c.lambda_sty * sty_i - lam_ds * ds_i + c.lambda_cyc * cyc_i
-        # audio generator
+        return loss, {"G/img_adv": adv_i.detach(), "G/img_sty": sty_i.detach(), "G/img_ds": ds_i.detach(),
+                      "G/img_cyc": cyc_i.detach(), "lambda_ds": torch.tensor(lam_ds)}
+
+    def _generator_loss_audio(self, plan: StepPlan, b: dict):
+        c, n = self.cfg, self.nets
+        lam_ds_a = L.diversity_weight(self.step_no, c.lambda_ds_audio, c.ds_iter)
         s1, s2 = self._styles(plan.audio_reference, b), self._styles(plan.audio_reference, b, second=True)
         x_mel = b["x_mel"]
         with torch.no_grad():
@@ -296,26 +340,19 @@ class Trainer:
         head, rows, labels = self._cls_labels(plan, b, target=True)
         cls = L.source_classification(self._classify(fake_mel[rows], head), labels) if rows.any() else fake_mel.sum() * 0
         cls_on = self.step_no >= c.adv_cls_start
-        loss = loss + (c.lambda_adv_audio * adv_a + c.lambda_sty_audio * sty_a - lam_ds_a * ds_a
-                       + c.lambda_cyc_audio * cyc_a + c.lambda_f0 * f0_l + c.lambda_asr * asr_l
-                       + c.lambda_norm * norm_l + (c.lambda_adv_cls * cls if cls_on else 0))
-        # cross-modal style consistency on paired targets (Table 1)
-        if plan.use_infonce:
-            xm = L.infonce(n["style_encoder_image"](b["ref_img"], b["g_trg"]),
-                           n["style_encoder_audio"](b["ref_mel"], b["g_trg"]), c.temperature)
-            loss = loss + c.lambda_xm * xm
-            out["G/infonce"] = xm.detach()
-        out.update({"G/img_adv": adv_i, "G/img_sty": sty_i, "G/img_ds": ds_i, "G/img_cyc": cyc_i, "G/aud_adv": adv_a,
-                    "G/aud_sty": sty_a, "G/aud_ds": ds_a, "G/aud_cyc": cyc_a, "G/f0": f0_l, "G/asr": asr_l,
-                    "G/norm": norm_l, "G/src_cls": cls, "G/total": loss})
-        out = {k: v.detach() for k, v in out.items()}
-        out["lambda_ds"] = torch.tensor(lam_ds)
-        return loss, out
+        loss = (c.lambda_adv_audio * adv_a + c.lambda_sty_audio * sty_a - lam_ds_a * ds_a
+                + c.lambda_cyc_audio * cyc_a + c.lambda_f0 * f0_l + c.lambda_asr * asr_l
+                + c.lambda_norm * norm_l + (c.lambda_adv_cls * cls if cls_on else 0))
+        out = {"G/aud_adv": adv_a, "G/aud_sty": sty_a, "G/aud_ds": ds_a, "G/aud_cyc": cyc_a, "G/f0": f0_l,
+               "G/asr": asr_l, "G/norm": norm_l, "G/src_cls": cls}
+        return loss, {k: v.detach() for k, v in out.items()}
 
     @torch.no_grad()
     def _update_ema(self) -> None:
         beta = self.cfg.ema_beta
         for name in EMA_MODULES:
+            if name not in self.trained_g:
+                continue
             for p_ema, p in zip(self.ema[name].parameters(), self.nets[name].parameters()):
                 p_ema.lerp_(p, 1 - beta)
             for b_ema, b in zip(self.ema[name].buffers(), self.nets[name].buffers()):
@@ -360,24 +397,36 @@ class Trainer:
         out_dir.mkdir(parents=True, exist_ok=True)
         pool = self.val_data.speakers or [s for s in self.train_data.speakers if s.faces and s.voices]
         refs = pool[:4]
-        if not refs:
-            return {}
         src = self.train_data.speakers
         faces_src = [i for i, s in enumerate(src) if s.faces][:4]
-        x = torch.stack([self._val_face(src[i].faces[0]) for i in faces_src]).to(self.device)
+        x = torch.stack([self._val_face(src[i].faces[j % len(src[i].faces)]) for j, i in enumerate(faces_src)])
+        x = x.to(self.device)
         size = self.model_cfg.img_size
-        grid = Image.new("RGB", ((len(refs) + 1) * size, (len(faces_src) + 1) * size), (255, 255, 255))
-        for r, i in enumerate(faces_src):
+        columns = len(refs) if refs else 4
+        grid = Image.new("RGB", ((columns + 1) * size, (len(faces_src) + 1) * size), (255, 255, 255))
+        for r in range(len(faces_src)):
             grid.paste(tensor_to_image(x[r]), (0, (r + 1) * size))
-        for c_, ref in enumerate(refs):
-            grid.paste(tensor_to_image(self._val_face(ref.faces[0])), ((c_ + 1) * size, 0))
-            g = torch.full((len(faces_src),), int(ref.gender == "male"), device=self.device)
-            mel = self._val_mel(ref.voices[0])[None].to(self.device).expand(len(faces_src), -1, -1, -1)
-            s = self.ema["style_encoder_audio"](mel, g)
+        for c_ in range(columns):
+            if refs:  # columns are reference voices (their face above them)
+                ref = refs[c_]
+                grid.paste(tensor_to_image(self._val_face(ref.faces[0])), ((c_ + 1) * size, 0))
+                g = torch.full((len(faces_src),), int(ref.gender == "male"), device=self.device)
+                mel = self._val_mel(ref.voices[0])[None].to(self.device).expand(len(faces_src), -1, -1, -1)
+                s = self.ema["style_encoder_audio"](mel, g)
+            else:  # no voices (e.g. an avatar set alone): columns are latent styles, alternating genders
+                z = torch.randn(1, self.model_cfg.latent_dim, generator=torch.Generator().manual_seed(c_))
+                s = self.ema["mapping"](z.to(self.device), torch.tensor([c_ % 2], device=self.device))
+                s = s.expand(len(faces_src), -1)
             for r, img in enumerate(self.ema["generator_image"](x, s)):
                 grid.paste(tensor_to_image(img), ((c_ + 1) * size, (r + 1) * size))
-        grid_path = out_dir / f"faces-from-voices-{self.step_no:06d}.png"
+        name = "faces-from-voices" if refs else "faces-from-latents"
+        grid_path = out_dir / f"{name}-{self.step_no:06d}.png"
         checkpoint.atomic_write(grid_path, lambda tmp: grid.save(tmp, format="PNG"))
+        result = {"step": self.step_no, "faces": str(grid_path)}
+        if self.finetune or not refs:
+            if self.on_samples:
+                self.on_samples(result)
+            return result
         # one source voice converted to match the first reference face
         from core.vocoder import Vocoder
 
@@ -392,7 +441,7 @@ class Trainer:
         wav_path = out_dir / f"voice-from-face-{self.step_no:06d}.wav"
         checkpoint.atomic_write(wav_path, lambda tmp: sf.write(tmp, np.clip(wav, -1, 1), audio.SAMPLE_RATE,
                                                                format="WAV", subtype="PCM_16"))
-        result = {"step": self.step_no, "faces": str(grid_path), "voice": str(wav_path)}
+        result["voice"] = str(wav_path)
         if self.on_samples:
             self.on_samples(result)
         return result
@@ -439,6 +488,7 @@ class Trainer:
             self.best = score
             checkpoint.atomic_write(self.out / "best.safetensors", lambda tmp: shutil.copyfile(path, tmp))
         state = {"step": self.step_no, "latest": path.name, "history": self.history, "best": self.best,
+                 "finetune": self.finetune,
                  "train_config": self.cfg.to_dict(), "model_config": self.model_cfg.to_dict()}
         checkpoint.atomic_write(self.out / "run.json", lambda tmp: Path(tmp).write_text(json.dumps(state, indent=1)))
         return path
@@ -476,6 +526,7 @@ class Trainer:
         cfg = TrainConfig.from_dict(state["train_config"])
         if steps is not None:
             cfg.steps = steps  # only the total changes; ds_iter etc. keep the original schedule
+        kwargs.setdefault("finetune", state.get("finetune", False))
         trainer = cls(data, out_dir, cfg, ModelConfig.from_dict(state["model_config"]), **kwargs)
         trainer.load_checkpoint(out_dir / state["latest"])
         trainer.history, trainer.best = state.get("history", []), state.get("best")
@@ -538,7 +589,8 @@ class Trainer:
                     metrics = self.validate()
                     if metrics:
                         self._log(metrics)
-                if self.rank == 0 and (self.step_no % c.sample_every == 0 or self.step_no == c.steps):
+                # a first preview right away, then every sample_every steps
+                if self.rank == 0 and (self.step_no in (1, c.steps) or self.step_no % c.sample_every == 0):
                     self.write_samples()
                 if self.step_no % c.checkpoint_every == 0 or self.step_no == c.steps:
                     self.save_checkpoint(metrics)

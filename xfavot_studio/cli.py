@@ -98,9 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root")
     p.add_argument("--voices", help="avatars: optional voice folder")
 
-    from training.cli import add_train_arguments
+    from training.cli import add_aux_arguments, add_finetune_arguments, add_train_arguments, add_vocoder_arguments
 
     add_train_arguments(sub.add_parser("train", help="train an XFaVoT model (see training/cli.py)"))
+    add_finetune_arguments(sub.add_parser("finetune", help="adapt a model to a custom avatar set (image side)"))
+    add_aux_arguments(sub.add_parser("train-aux", help="train the JDC F0 and content (ASR) networks on a corpus"))
+    add_vocoder_arguments(sub.add_parser("train-vocoder", help="train a HiFiGAN / Parallel WaveGAN vocoder on our mels"))
+    p = sub.add_parser("attach-vocoder", help="embed a trained vocoder in a model checkpoint")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--vocoder", required=True)
+    p.add_argument("--out", required=True)
 
     p = sub.add_parser("bench", help="inference benchmark table (see benchmarks/bench_inference.py)")
     p.add_argument("--presets", nargs="+", default=["small"], choices=["tiny", "small", "paper"])
@@ -334,7 +341,33 @@ def _run_train(args) -> None:
     run_train(args)
 
 
-COMMANDS = {"train": _run_train, "init": _run_init, "info": _run_info, "sample": _run_sample, "bench": _run_bench, "data": _run_data}
+def _run_finetune(args) -> None:
+    from training.cli import run_finetune_cli
+
+    run_finetune_cli(args)
+
+
+def _run_train_aux(args) -> None:
+    from training.cli import run_train_aux
+
+    run_train_aux(args)
+
+
+def _run_train_vocoder(args) -> None:
+    from training.cli import run_train_vocoder
+
+    run_train_vocoder(args)
+
+
+def _run_attach_vocoder(args) -> None:
+    from training.vocoder import attach_vocoder
+
+    attach_vocoder(args.checkpoint, args.vocoder, args.out)
+    print(args.out)
+
+
+COMMANDS = {"train": _run_train, "finetune": _run_finetune, "train-aux": _run_train_aux, "train-vocoder": _run_train_vocoder,
+            "attach-vocoder": _run_attach_vocoder, "init": _run_init, "info": _run_info, "sample": _run_sample, "bench": _run_bench, "data": _run_data}
 
 
 def main(argv: list[str] | None = None) -> int:

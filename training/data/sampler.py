@@ -63,7 +63,7 @@ class StepPlan:
 class Table1Sampler:
     def __init__(self, data: Dataset, batch_size: int, speaker_domains: list[str], seed: int = 0,
                  speaker_head_prob: float = 0.5, kind_weights: dict[str, float] | None = None,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, need_voices: bool = True):
         self.data, self.batch, self.seed = data, batch_size, seed
         self.rank, self.world = rank, world_size
         self.speaker_head_prob = speaker_head_prob
@@ -72,7 +72,7 @@ class Table1Sampler:
         self.by_kind = {k: [i for i, s in enumerate(speakers) if s.kind == k and self._usable(s, k)] for k in TABLE1}
         self.face_sources = [i for i, s in enumerate(speakers) if s.faces]
         self.voice_sources = [i for i, s in enumerate(speakers) if s.voices]
-        if not self.face_sources or not self.voice_sources:
+        if not self.face_sources or (need_voices and not self.voice_sources):
             raise UserError(f"{data.name}: training needs both faces and voices (found "
                             f"{len(self.face_sources)} speakers with faces, {len(self.voice_sources)} with voices)")
         weights = kind_weights or {k: float(len(v)) for k, v in self.by_kind.items()}
@@ -119,6 +119,6 @@ class Table1Sampler:
             ref_faces=pick(targets, "faces") if kind != "audio" else [],
             ref_voices=pick(targets, "voices") if kind != "image" else [],
             source_faces=pick(rng.choice(self.face_sources, size=self.batch), "faces"),
-            source_voices=pick(rng.choice(self.voice_sources, size=self.batch), "voices"),
+            source_voices=pick(rng.choice(self.voice_sources, size=self.batch), "voices") if self.voice_sources else [],
             losses=frozenset(losses),
         )

@@ -1,0 +1,73 @@
+"""Auxiliary networks and vocoder training: targets, official checkpoint formats, short runs."""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from core.content import ContentNet
+from core.errors import UserError
+from core.jdc import JDCNet
+from tests.conftest import SR, speech_like
+from training import auxiliary
+
+
+def test_f0_targets_follow_the_signal_on_the_mel_grid():
+    wav = speech_like(1.0, f0=180.0)
+    f0, voiced = auxiliary.f0_targets(wav)
+    assert f0.shape == voiced.shape == (SR // 300 + 1,)
+    assert voiced.mean() > 0.8
+    assert abs(np.median(f0[voiced]) - 180.0) < 20  # the signal glides +-10 % around 180 Hz
+    silence = np.concatenate([np.zeros(SR // 2, np.float32), wav[: SR // 2]])
+    _, v2 = auxiliary.f0_targets(silence)
+    assert not v2[: 30].any() and v2[-20:].mean() > 0.7
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_phoneme_vocabulary_round_trip():
+    vocab = auxiliary.PhonemeVocabulary.from_texts(["Please bring three red baskets.", "We were away."], 80)
+    ids = vocab.encode("We were away.")
+    assert ids and all(0 < i < len(vocab.symbols) for i in ids)
+    assert "".join(vocab.symbols[i] for i in ids).replace(" ", "") == auxiliary.phonemes("We were away.").replace(" ", "")
+    with pytest.raises(UserError, match="phoneme symbols"):
+        auxiliary.PhonemeVocabulary.from_texts(["Please bring three red baskets."], 5)
+
+
+def test_official_jdc_and_asr_formats_load(tmp_path):
+    jdc = JDCNet(64)
+    torch.save({"net": jdc.state_dict()}, tmp_path / "bst.t7")
+    loaded = auxiliary.load_official_jdc(tmp_path / "bst.t7")
+    assert all(torch.equal(a, b) for a, b in zip(jdc.state_dict().values(), loaded.state_dict().values()))
+    asr = ContentNet(80, 256, 6, 80)
+    state = {**asr.state_dict(), "asr_s2s.embedding.weight": torch.zeros(80, 256)}  # the decoder we ignore
+    torch.save({"model": state}, tmp_path / "epoch_00100.pth")
+    (tmp_path / "config.yml").write_text(yaml.safe_dump({"model_params": {"input_dim": 80, "hidden_dim": 256,
+                                                                          "n_token": 80, "n_layers": 6}}))
+    loaded = auxiliary.load_official_asr(tmp_path / "epoch_00100.pth")
+    assert torch.equal(loaded.ctc_linear[2].linear_layer.weight, asr.ctc_linear[2].linear_layer.weight)
+    torch.save({"net": {"nonsense": torch.zeros(1)}}, tmp_path / "bad.t7")
+    with pytest.raises(UserError, match="not a StarGANv2-VC JDC"):
+        auxiliary.load_official_jdc(tmp_path / "bad.t7")
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_train_aux_and_vocoder_write_loadable_files(tmp_path):
+    from core import checkpoint
+    from core.config import preset
+    from core.vocoder import load_vocoder
+    from training.data import synth
+    from training.data.datasets import load_synthetic
+    from training.vocoder import train_vocoder
+
+    synth.synthesize_corpus(tmp_path / "c", synth.SynthOptions(speakers=8, utts=2, faces=1, seed=1, engines=("espeak",)),
+                            workers=2, progress=False)
+    data = load_synthetic(tmp_path / "c")
+    metrics = auxiliary.train_auxiliary(data, preset("tiny"), steps=3, out=tmp_path / "aux.safetensors", progress=False)
+    assert {"f0_median_abs_error_hz", "voicing_accuracy", "phoneme_error_rate"} <= set(metrics)
+    nets, cfg, meta, _ = checkpoint.load_model(tmp_path / "aux.safetensors")
+    assert set(nets) == {"jdc", "content"} and meta["phonemes"][0] == "<blank>"
+    result = train_vocoder(data, steps=2, out=tmp_path / "voc.safetensors", batch_size=2, adversarial_start=1,
+                           checkpoint_every=1, progress=False)
+    assert result["steps"] == 2 and np.isfinite(result["mel_l1"])
+    assert load_vocoder(tmp_path / "voc.safetensors").kind == "neural"

@@ -1,0 +1,181 @@
+"""Neural vocoder training on our mel front end, with parallel-wavegan's own parts: its HiFiGAN or
+Parallel WaveGAN generator, HiFiGAN multi-scale + multi-period discriminator, multi-resolution
+STFT loss, adversarial (least squares) and feature-matching losses.
+
+    xfavot train-vocoder --data CORPUS --steps N --out VOCODER.safetensors [--kind hifigan|pwg]
+    xfavot attach-vocoder --checkpoint MODEL --vocoder VOCODER.safetensors --out MODEL_WITH_VOCODER
+
+Upsampling factors multiply to the mel hop (5 * 5 * 4 * 3 = 300 samples per frame at 24 kHz).
+Checkpoints (every --checkpoint-every steps, atomic) hold generator, discriminator and optimiser
+state; `--resume` continues from OUT.train.safetensors.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from core import audio, checkpoint
+from core.compat import parallel_wavegan
+from core.errors import UserError
+from core.vocoder import VOCODER_FORMAT, Vocoder, build_generator, save_vocoder
+
+from .data.datasets import Dataset
+
+VOCODERS = {
+    # a CPU-sized HiFiGAN (V1 layout, 128 channels): the default model's vocoder
+    "hifigan": {"generator_type": "HiFiGANGenerator", "generator_params": dict(
+        in_channels=80, out_channels=1, channels=128, kernel_size=7, upsample_scales=[5, 5, 4, 3],
+        upsample_kernel_sizes=[10, 10, 8, 6], resblock_kernel_sizes=[3, 7, 11],
+        resblock_dilations=[[1, 3, 5], [1, 3, 5], [1, 3, 5]])},
+    # Parallel WaveGAN with the reference 30-layer WaveNet, upsampling to hop 300
+    "pwg": {"generator_type": "ParallelWaveGANGenerator", "generator_params": dict(
+        layers=30, stacks=3, residual_channels=64, gate_channels=128, skip_channels=64, aux_channels=80,
+        aux_context_window=2, upsample_params={"upsample_scales": [5, 5, 4, 3]})},
+}
+SEGMENT_FRAMES = 32  # 0.4 s training segments
+# HiFiGAN's multi-scale + multi-period discriminator at a quarter of its reference width (which
+# goes up to 1024 channels and dominates a CPU training step)
+CPU_DISCRIMINATOR = dict(
+    scale_discriminator_params=dict(in_channels=1, out_channels=1, kernel_sizes=[15, 41, 5, 3], channels=32,
+                                    max_downsample_channels=256, max_groups=16, bias=True,
+                                    downsample_scales=[2, 2, 4, 4, 1], nonlinear_activation="LeakyReLU",
+                                    nonlinear_activation_params={"negative_slope": 0.1}),
+    period_discriminator_params=dict(in_channels=1, out_channels=1, kernel_sizes=[5, 3], channels=16,
+                                     downsample_scales=[3, 3, 3, 3, 1], max_downsample_channels=256, bias=True,
+                                     nonlinear_activation="LeakyReLU", nonlinear_activation_params={"negative_slope": 0.1},
+                                     use_weight_norm=True, use_spectral_norm=False))
+
+
+class Segments:
+    """Random aligned (mel, waveform) segments of the voice clips, decoded once."""
+
+    def __init__(self, data: Dataset, frontend: str, progress: bool):
+        self.clips = []
+        paths = [p for s in data.speakers for p in s.voices]
+        for p in tqdm(paths, desc="vocoder data", disable=not progress):
+            try:
+                wav = audio.load_audio(p)
+            except UserError:
+                continue
+            self.clips.append((audio.log_mel(wav, frontend), torch.from_numpy(wav)))
+        if not self.clips:
+            raise UserError("no readable voice clips to train a vocoder on")
+
+    def batch(self, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        mels, wavs = [], []
+        for i in rng.integers(len(self.clips), size=n):
+            mel, wav = self.clips[i]
+            frames = min(mel.shape[-1], wav.numel() // audio.HOP)
+            start = int(rng.integers(max(frames - SEGMENT_FRAMES, 0) + 1))
+            m = mel[:, start:start + SEGMENT_FRAMES]
+            w = wav[start * audio.HOP:(start + SEGMENT_FRAMES) * audio.HOP]
+            pad = SEGMENT_FRAMES - m.shape[-1]
+            mels.append(torch.nn.functional.pad(m, (0, pad), mode="replicate") if pad else m)
+            wavs.append(torch.nn.functional.pad(w, (0, SEGMENT_FRAMES * audio.HOP - w.numel())))
+        return torch.stack(mels), torch.stack(wavs)[:, None]
+
+
+def train_vocoder(data: Dataset, steps: int, out: str | Path, kind: str = "hifigan", device: str = "cpu",
+                  batch_size: int = 8, frontend: str = "xfavot24k", adversarial_start: int = 2000,
+                  checkpoint_every: int = 500, resume: bool = False, seed: int = 0, progress: bool = True) -> dict:
+    if kind not in VOCODERS:
+        raise UserError(f"--kind must be one of {sorted(VOCODERS)}")
+    pwg = parallel_wavegan()
+    torch.manual_seed(seed)
+    dev = torch.device(device)
+    spec = {**VOCODERS[kind], "frontend": frontend, "name": f"{kind} trained on {data.name}"}
+    gen = build_generator(spec["generator_type"], spec["generator_params"]).to(dev)
+    disc = pwg.models.HiFiGANMultiScaleMultiPeriodDiscriminator(**CPU_DISCRIMINATOR).to(dev)
+    stft_loss = pwg.losses.MultiResolutionSTFTLoss(fft_sizes=[2048, 1024, 512], hop_sizes=[300, 120, 50],
+                                                   win_lengths=[1200, 600, 240]).to(dev)
+    adv_g, adv_d = pwg.losses.GeneratorAdversarialLoss(), pwg.losses.DiscriminatorAdversarialLoss()
+    feat_match = pwg.losses.FeatureMatchLoss()
+    opt_g = torch.optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.9))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.9))
+    state_path = Path(str(out) + ".train.safetensors")
+    step = 0
+    if resume and state_path.is_file():
+        tensors, header = checkpoint.load_tensors(state_path)
+        gen.load_state_dict(checkpoint.split_prefix(tensors, "generator"))
+        disc.load_state_dict(checkpoint.split_prefix(tensors, "discriminator"))
+        step = header["step"]
+    segments = Segments(data.split("train"), frontend, progress)
+    rng = np.random.default_rng([seed, step])
+    bar = tqdm(total=steps, initial=step, desc=f"vocoder ({kind})", disable=not progress)
+    t0 = time.perf_counter()
+    while step < steps:
+        mel, wav = (t.to(dev) for t in segments.batch(batch_size, rng))
+        fake = _generate(gen, mel, pwg)
+        sc, mag = stft_loss(fake[:, 0], wav[:, 0])
+        loss_g = sc + mag
+        use_adv = step >= adversarial_start
+        if use_adv:
+            p_fake, p_real = disc(fake), disc(wav)
+            loss_g = loss_g + 4.0 * adv_g(p_fake) + 2.0 * feat_match(p_fake, [[f.detach() for f in r] for r in p_real])
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        if use_adv:
+            real_loss, fake_loss = adv_d(disc(fake.detach()), disc(wav))
+            opt_d.zero_grad(set_to_none=True)
+            (real_loss + fake_loss).backward()
+            opt_d.step()
+        step += 1
+        bar.update()
+        bar.set_postfix(stft=f"{(sc + mag).item():.3f}")
+        if step % checkpoint_every == 0 or step == steps:
+            tensors = {f"generator.{k}": v for k, v in gen.state_dict().items()}
+            tensors.update({f"discriminator.{k}": v for k, v in disc.state_dict().items()})
+            checkpoint.save_tensors(state_path, tensors, {"format": "xfavot-vocoder-training", "step": step,
+                                                          "spec": spec})
+            save_vocoder(out, gen, {**spec, "steps": step})
+    bar.close()
+    return {"steps": step, "seconds": time.perf_counter() - t0, **evaluate_vocoder(out, data)}
+
+
+def _generate(gen, mel, pwg):
+    if isinstance(gen, pwg.models.ParallelWaveGANGenerator):
+        noise = torch.randn(mel.size(0), 1, mel.size(-1) * audio.HOP, device=mel.device)
+        pad = gen.aux_context_window
+        return gen(noise, torch.nn.functional.pad(mel, (pad, pad), mode="replicate"))
+    return gen(mel)
+
+
+@torch.no_grad()
+def evaluate_vocoder(path: str | Path, data: Dataset, clips: int = 8) -> dict:
+    """Held-out clips: log-mel L1 between resynthesis and original, and the real-time factor."""
+    held = [p for s in data.speakers if s.split != "train" for p in s.voices][:clips] or \
+        [p for s in data.speakers for p in s.voices][:clips]
+    from core.vocoder import load_vocoder
+
+    voc = load_vocoder(path)
+    errors, seconds, audio_s = [], 0.0, 0.0
+    for p in held:
+        wav = audio.load_audio(p)
+        mel = audio.log_mel(wav, voc.frontend)
+        t0 = time.perf_counter()
+        out = voc(mel)[: wav.size].numpy()
+        seconds += time.perf_counter() - t0
+        audio_s += wav.size / audio.SAMPLE_RATE
+        errors.append(float((audio.log_mel(out, voc.frontend) - mel).abs().mean()))
+    return {"mel_l1": float(np.mean(errors)), "rtf_cpu": seconds / max(audio_s, 1e-9)}
+
+
+def attach_vocoder(model_path: str | Path, vocoder_path: str | Path, out: str | Path) -> None:
+    """Embed a vocoder file in a model checkpoint (tensors under `vocoder.`, its config in meta)."""
+    tensors, header = checkpoint.load_tensors(model_path)
+    v_tensors, v_header = checkpoint.load_tensors(vocoder_path)
+    if v_header.get("format") != VOCODER_FORMAT:
+        raise UserError(f"{Path(vocoder_path).name} is not a vocoder file")
+    config = v_header["vocoder"]
+    if config.get("frontend", "xfavot24k") != header["config"].get("mel_frontend"):
+        raise UserError("the vocoder was trained on another mel front end than the model")
+    Vocoder.from_state(config, v_tensors)  # validate before writing
+    tensors = {k: v for k, v in tensors.items() if not k.startswith("vocoder.")}
+    tensors.update({f"vocoder.{k}": v for k, v in v_tensors.items()})
+    header["meta"]["vocoder"] = config
+    checkpoint.save_tensors(out, tensors, header)
