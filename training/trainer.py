@@ -100,6 +100,12 @@ class Trainer:
         if init_from:
             self._init_from(init_from)
         self.nets.to(self.device)
+        if self.device.type == "cuda" and cfg.channels_last:
+            for name in ("generator_image", "style_encoder_image", "discriminator_image"):
+                self.nets[name].to(memory_format=torch.channels_last)
+        if cfg.compile:  # in place: parameter names (and so checkpoints) stay the same
+            for name in GENERATOR_SIDE + DISCRIMINATORS:
+                self.nets[name].compile()
         for name in self.nets:
             if name in FROZEN or name not in self.trained_d + self.trained_g:
                 self.nets[name].eval().requires_grad_(False)
