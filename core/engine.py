@@ -251,14 +251,19 @@ class Engine:
         return t.expand(n, -1) if len(styles) == 1 else t
 
     # -- generation ---------------------------------------------------------------------------
-    @torch.inference_mode()
-    def face_from_style(self, sources: ImageInput | Sequence[ImageInput], style: Style | Sequence[Style]):
-        """Translate one or more source faces with one style (or one style per source)."""
+    def _pair_up(self, sources, style, what: str) -> tuple[list, bool, list[Style]]:
+        """Sources as a list (and whether a list was given), with one style or one per source."""
         self._need_model()
         items, many = _as_list(sources)
         styles, _ = _as_list(style)
         if len(styles) not in (1, len(items)):
-            raise UserError(f"got {len(styles)} styles for {len(items)} source faces")
+            raise UserError(f"got {len(styles)} styles for {len(items)} source {what}")
+        return items, many, styles
+
+    @torch.inference_mode()
+    def face_from_style(self, sources: ImageInput | Sequence[ImageInput], style: Style | Sequence[Style]):
+        """Translate one or more source faces with one style (or one style per source)."""
+        items, many, styles = self._pair_up(sources, style, "faces")
         start = time.perf_counter()
         out = []
         with self._lock:
@@ -274,11 +279,7 @@ class Engine:
     @torch.inference_mode()
     def voice_from_style(self, sources: AudioInput | Sequence[AudioInput], style: Style | Sequence[Style]):
         """Convert one or more source voices; each result has its source's length at 24 kHz."""
-        self._need_model()
-        items, many = _as_list(sources)
-        styles, _ = _as_list(style)
-        if len(styles) not in (1, len(items)):
-            raise UserError(f"got {len(styles)} styles for {len(items)} source voices")
+        items, many, styles = self._pair_up(sources, style, "voices")
         start = time.perf_counter()
         out = []
         with self._lock:

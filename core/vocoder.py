@@ -48,6 +48,18 @@ def hop_of(generator_type: str, params: dict) -> int:
     return hop
 
 
+def _loaded_generator(gtype: str, params: dict, state: dict, config_name: str) -> torch.nn.Module:
+    """Build a generator for our mel hop and load its weights, with user-facing errors."""
+    if hop_of(gtype, params) != audio.HOP:
+        raise UserError(f"vocoder hop size {hop_of(gtype, params)} does not match the mel hop {audio.HOP}")
+    gen = build_generator(gtype, params)
+    try:
+        gen.load_state_dict(state)
+    except RuntimeError as exc:
+        raise UserError(f"vocoder weights do not match {config_name}: {str(exc).splitlines()[0]}")
+    return gen
+
+
 class Vocoder:
     """Callable mel -> waveform. `kind` is "neural" or "griffin-lim"."""
 
@@ -73,14 +85,8 @@ class Vocoder:
     @classmethod
     def from_state(cls, config: dict, state: dict[str, torch.Tensor]) -> "Vocoder":
         """Our own format: config = {generator_type, generator_params, frontend}."""
-        gtype, params = config["generator_type"], config["generator_params"]
-        if hop_of(gtype, params) != audio.HOP:
-            raise UserError(f"vocoder hop size {hop_of(gtype, params)} does not match the mel hop {audio.HOP}")
-        gen = build_generator(gtype, params)
-        try:
-            gen.load_state_dict(state)
-        except RuntimeError as exc:
-            raise UserError(f"vocoder weights do not match their config: {str(exc).splitlines()[0]}")
+        gtype = config["generator_type"]
+        gen = _loaded_generator(gtype, config["generator_params"], state, "their config")
         return cls(gen, config.get("frontend", "xfavot24k"), f"{gtype} ({config.get('name', 'own checkpoint')})")
 
     @classmethod
@@ -103,13 +109,7 @@ class Vocoder:
         params = conf["generator_params"]
         if params.get("out_channels", 1) > 1:
             raise UserError("multi-band vocoders (PQMF) are not supported; use a full-band PWG or HiFiGAN")
-        if hop_of(gtype, params) != audio.HOP:
-            raise UserError(f"vocoder hop size {hop_of(gtype, params)} does not match the mel hop {audio.HOP}")
-        gen = build_generator(gtype, params)
-        try:
-            gen.load_state_dict(state)
-        except RuntimeError as exc:
-            raise UserError(f"vocoder weights do not match config.yml: {str(exc).splitlines()[0]}")
+        gen = _loaded_generator(gtype, params, state, "config.yml")
         return cls(gen, "stargan_vc_compat", f"{gtype} (official checkpoint {checkpoint.name})")
 
     @classmethod

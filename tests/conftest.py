@@ -25,6 +25,19 @@ def speech_like(seconds: float, f0: float = 150.0, rate: int = SR, seed: int = 0
     return wav.astype(np.float32)
 
 
+def expect_user_error(fn, *words) -> str:
+    """fn() must raise UserError with a one-line message containing every word."""
+    from core.errors import UserError
+
+    with pytest.raises(UserError) as info:
+        fn()
+    message = str(info.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message, message
+    return message
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     torch.manual_seed(0)

@@ -9,7 +9,7 @@ import soundfile as sf
 from core import audio
 from core.config import MEL_FRONTENDS
 from core.errors import UserError
-from tests.conftest import SR, speech_like
+from tests.conftest import SR, expect_user_error, speech_like
 
 
 def reference_log_mel(wav: np.ndarray, frontend: str) -> np.ndarray:
@@ -75,16 +75,6 @@ def test_multichannel_is_mixed_to_mono(tmp_path, channels):
 def test_bit_depths_and_formats(tmp_path, subtype, ext):
     sf.write(tmp_path / f"x.{ext}", speech_like(1.0), SR, subtype=subtype)
     assert audio.load_audio(tmp_path / f"x.{ext}").size == SR
-
-
-def expect_user_error(fn, *words):
-    with pytest.raises(UserError) as info:
-        fn()
-    message = str(info.value)
-    assert "\n" not in message
-    for word in words:
-        assert word in message, message
-    return message
 
 
 def test_missing_file(tmp_path):

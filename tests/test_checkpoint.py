@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 
 from core import checkpoint, config, model
 from core.engine import Engine
-from core.errors import UserError
+from tests.conftest import expect_user_error
 
 
 def test_round_trip_is_bit_exact(tmp_path):
@@ -53,13 +53,7 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
 
 
 def load_error(path, *words):
-    with pytest.raises(UserError) as info:
-        Engine(align_faces=False).load(path, "cpu")
-    msg = str(info.value)
-    assert "\n" not in msg
-    for w in words:
-        assert w in msg, msg
-    return msg
+    return expect_user_error(lambda: Engine(align_faces=False).load(path, "cpu"), *words)
 
 
 def test_missing_checkpoint(tmp_path):

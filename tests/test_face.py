@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from core import face
-from core.errors import UserError
+from tests.conftest import expect_user_error
 
 
 def rgb(h=120, w=90, seed=0):
@@ -49,27 +49,19 @@ def test_huge_jpeg_is_decoded_at_reduced_size(tmp_path):
     assert img.size == (5000, 4000)
 
 
-def user_error(fn, *words):
-    with pytest.raises(UserError) as info:
-        fn()
-    assert "\n" not in str(info.value)
-    for word in words:
-        assert word in str(info.value)
-
-
 def test_missing_image(tmp_path):
-    user_error(lambda: face.load_image(tmp_path / "nope.png"), "not found")
+    expect_user_error(lambda: face.load_image(tmp_path / "nope.png"), "not found")
 
 
 def test_corrupt_and_truncated_and_fake_images(tmp_path):
     (tmp_path / "text.png").write_text("not an image")
-    user_error(lambda: face.load_image(tmp_path / "text.png"), "cannot read", "text.png")
+    expect_user_error(lambda: face.load_image(tmp_path / "text.png"), "cannot read", "text.png")
     (tmp_path / "empty.jpg").write_bytes(b"")
-    user_error(lambda: face.load_image(tmp_path / "empty.jpg"), "cannot read")
+    expect_user_error(lambda: face.load_image(tmp_path / "empty.jpg"), "cannot read")
     rgb(256, 256).save(tmp_path / "full.png")
     data = (tmp_path / "full.png").read_bytes()
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
-    user_error(lambda: face.load_image(tmp_path / "cut.png"), "cannot read", "cut.png")
+    expect_user_error(lambda: face.load_image(tmp_path / "cut.png"), "cannot read", "cut.png")
 
 
 def test_tensor_round_trip():

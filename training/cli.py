@@ -13,15 +13,22 @@ import os
 from core.errors import UserError
 
 
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", action="append", required=True, metavar="[LAYOUT:]PATH")
-    p.add_argument("--preset", default="small", choices=["small", "paper", "tiny"])
+def _common_arguments(p: argparse.ArgumentParser, out: str, data: bool = True, preset: bool = True,
+                      batch_default: int | None = None) -> None:
+    if data:
+        p.add_argument("--data", action="append", required=True, metavar="[LAYOUT:]PATH")
+    if preset:
+        p.add_argument("--preset", default="small", choices=["small", "paper", "tiny"])
     p.add_argument("--steps", type=int, required=True)
-    p.add_argument("--out", required=True, metavar="RUN_DIR")
+    p.add_argument("--out", required=True, metavar=out)
     p.add_argument("--device", default="auto")
-    p.add_argument("--resume", action="store_true", help="continue RUN_DIR up to --steps")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, default=batch_default)
     p.add_argument("--seed", type=int, default=0)
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    _common_arguments(p, "RUN_DIR")
+    p.add_argument("--resume", action="store_true", help="continue RUN_DIR up to --steps")
     p.add_argument("--aux", help="checkpoint whose trained JDC and content network to use")
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--sample-every", type=int)
@@ -30,13 +37,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_aux_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", action="append", required=True, metavar="[LAYOUT:]PATH")
-    p.add_argument("--preset", default="small", choices=["small", "paper", "tiny"])
-    p.add_argument("--steps", type=int, required=True)
-    p.add_argument("--out", required=True, metavar="AUX.safetensors")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    _common_arguments(p, "AUX.safetensors", batch_default=8)
 
 
 def run_train_aux(args) -> dict:
@@ -54,12 +55,8 @@ def run_train_aux(args) -> dict:
 
 
 def add_vocoder_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", action="append", required=True, metavar="[LAYOUT:]PATH")
-    p.add_argument("--steps", type=int, required=True)
-    p.add_argument("--out", required=True, metavar="VOCODER.safetensors")
+    _common_arguments(p, "VOCODER.safetensors", preset=False, batch_default=8)
     p.add_argument("--kind", default="hifigan", choices=["hifigan", "pwg"])
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--adversarial-start", type=int, default=2000, help="step from which the GAN losses are on")
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--resume", action="store_true")
@@ -74,7 +71,7 @@ def run_train_vocoder(args) -> dict:
     data.validate(need_both_genders=False, need_voices=True)
     result = train_vocoder(data, args.steps, args.out, args.kind, str(resolve_device(args.device)), args.batch_size,
                            adversarial_start=args.adversarial_start, checkpoint_every=args.checkpoint_every,
-                           resume=args.resume)
+                           resume=args.resume, seed=args.seed)
     print(f"{args.out}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()))
     return result
 
@@ -83,13 +80,9 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--avatars", required=True, help="folder of avatar images ([female/ male/] subfolders optional)")
     p.add_argument("--voices", help="optional folder of voice clips")
     p.add_argument("--from", dest="base", required=True, metavar="CKPT", help="the model to adapt")
-    p.add_argument("--steps", type=int, required=True)
-    p.add_argument("--out", required=True, metavar="RUN_DIR")
-    p.add_argument("--device", default="auto")
+    _common_arguments(p, "RUN_DIR", data=False, preset=False)
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--batch-size", type=int)
     p.add_argument("--sample-every", type=int)
-    p.add_argument("--seed", type=int, default=0)
 
 
 def run_finetune_cli(args) -> dict:
