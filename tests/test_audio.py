@@ -1,5 +1,4 @@
 """Audio front end: the mel against an independent reference, loading, and every bad-input case."""
-import logging
 
 import librosa
 import numpy as np
@@ -8,7 +7,6 @@ import soundfile as sf
 
 from core import audio
 from core.config import MEL_FRONTENDS
-from core.errors import UserError
 from tests.conftest import SR, expect_user_error, speech_like
 
 

@@ -1,8 +1,6 @@
 """Data: the synthetic corpus (determinism, resume, a real face-voice link), the oracle, the
 real-dataset loaders on fake trees, and the Table 1 sampler."""
 import csv
-import json
-import os
 import shutil
 
 import numpy as np

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from training.config import train_preset
 from training.data import synth
@@ -60,7 +61,6 @@ def test_short_run_logs_every_loss_and_writes_usable_checkpoints(corpus, tmp_pat
     engine = Engine(align_faces=False)
     info = engine.load(run / "step-000004.safetensors", "cpu")
     assert info.steps == 4 and info.speakers == [s.id for s in trainer.train_data.speakers if s.voices]
-    face = trainer.train_data.speakers[0]
     src = next(s for s in trainer.train_data.speakers if s.faces).faces[0]
     voice = next(s for s in trainer.train_data.speakers if s.voices).voices[0]
     assert engine.face_from_voice(src, voice).size == (64, 64)
@@ -197,8 +197,6 @@ def stylized_avatars(corpus, out, voices=False):
         img.save(out / gender[f["speaker"]] / f"{k}.png")
     return out
 
-
-from PIL import Image  # noqa: E402
 
 
 def test_finetune_adapts_only_the_image_side(corpus, tmp_path):

@@ -7,7 +7,6 @@ import logging
 
 import numpy as np
 import torch
-from PIL import Image
 
 from core import audio, face
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 
 from .identity import CLOTHES_COLOURS, HAIR_COLOURS, SKIN_TONES, Identity
 
