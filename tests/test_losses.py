@@ -86,3 +86,12 @@ def test_consistency_regularization():
     x = torch.randn(6)
     assert losses.consistency_regularization(x, x).item() == 0
     assert losses.consistency_regularization(x, x + 2).item() == pytest.approx(4.0)
+
+
+def test_ema_decay_warms_up_to_the_configured_beta():
+    from training.trainer import ema_decay
+
+    assert ema_decay(0, 0.999) == pytest.approx(0.1)
+    assert ema_decay(90, 0.999) == pytest.approx(0.91)
+    assert ema_decay(100_000, 0.999) == 0.999
+    assert all(ema_decay(t, 0.999) <= ema_decay(t + 1, 0.999) for t in range(2000))
