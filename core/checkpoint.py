@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .config import ModelConfig
@@ -59,8 +59,8 @@ def _sniff(path: Path) -> str | None:
     return None
 
 
-def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """-> (tensors, header). UserError for anything that is not an intact XFaVoT safetensors file."""
+def _existing_safetensors(path: str | Path) -> Path:
+    """The file must exist and must not be a pickle: those are refused by name, never opened."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
@@ -68,10 +68,12 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     if kind:
         raise UserError(f"{path.name} is {kind}; only .safetensors checkpoints are loaded, "
                         "because unpickling a file can run arbitrary code")
-    try:
-        tensors = load_file(str(path))
-        from safetensors import safe_open
+    return path
 
+
+def _read_metadata(path: Path) -> dict:
+    """Our JSON header from the safetensors metadata (reads the header only, no tensors)."""
+    try:
         with safe_open(str(path), "pt") as f:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -79,9 +81,19 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     if META_KEY not in metadata:
         raise UserError(f"{path.name} is a safetensors file but not an XFaVoT checkpoint (no '{META_KEY}' header)")
     try:
-        header = json.loads(metadata[META_KEY])
+        return json.loads(metadata[META_KEY])
     except json.JSONDecodeError:
         raise UserError(f"checkpoint {path.name} has a damaged header")
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """-> (tensors, header). UserError for anything that is not an intact XFaVoT safetensors file."""
+    path = _existing_safetensors(path)
+    header = _read_metadata(path)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise UserError(f"checkpoint {path.name} is damaged or truncated ({str(exc).splitlines()[0][:120]})")
     return tensors, header
 
 
@@ -142,17 +154,4 @@ def load_model(path: str | Path, require: tuple[str, ...] = ()) -> tuple[torch.n
 
 def read_header(path: str | Path) -> dict:
     """The JSON header alone (cheap: no tensors are read)."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    kind = _sniff(path)
-    if kind:
-        raise UserError(f"{path.name} is {kind}; only .safetensors checkpoints are loaded")
-    try:
-        with safe_open(str(path), "pt") as f:
-            metadata = f.metadata() or {}
-        return json.loads(metadata[META_KEY])
-    except (SafetensorError, OSError, KeyError, json.JSONDecodeError, ValueError) as exc:
-        raise UserError(f"{path.name} is not a readable XFaVoT checkpoint ({type(exc).__name__})")
+    return _read_metadata(_existing_safetensors(path))

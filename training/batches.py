@@ -41,9 +41,7 @@ class BatchBuilder:
         raise RuntimeError(f"no readable {kind} files left for speaker {self.data.speakers[speaker].id}")
 
     def _decode_face(self, path: str) -> torch.Tensor:
-        img = face.load_image(path)
-        if img.size != (self.size, self.size):
-            img = face.center_crop(img, self.size)
+        img = face.prepare_face(face.load_image(path), self.size, None)
         return (face.image_to_tensor(img) * 127.5 + 127.5).round().to(torch.uint8)  # compact cache
 
     def _decode_mel(self, path: str) -> torch.Tensor:

@@ -103,8 +103,7 @@ def run_finetune_cli(args) -> dict:
 def load_data(specs: list[str]):
     from .data import datasets
 
-    loaders = {"synthetic": datasets.load_synthetic, "celeba-hq": datasets.load_celeba_hq,
-               "vctk": datasets.load_vctk, "prepared-av": datasets.load_prepared_av}
+    loaders = datasets.LOADERS
     parts = []
     for spec in specs:
         layout, _, path = spec.partition(":") if ":" in spec and spec.split(":", 1)[0] in loaders else ("synthetic", "", spec)

@@ -35,8 +35,7 @@ def split_by_estimated_gender(data: Dataset, base) -> Dataset:
         groups: dict[str, list] = {"female": [], "male": []}
         with torch.no_grad():
             for path in s.faces:
-                img = face.load_image(path)
-                img = img if img.size == (cfg.img_size,) * 2 else face.center_crop(img, cfg.img_size)
+                img = face.prepare_face(face.load_image(path), cfg.img_size, None)
                 logits = disc.logits(face.image_to_tensor(img)[None])[0]
                 groups[cfg.genders[int(logits.argmax())]].append(path)
         for gender, faces in groups.items():

@@ -201,12 +201,9 @@ class Trainer:
                 if k in b:
                     b[k] = b[k].contiguous(memory_format=torch.channels_last)
         # D_A judges a real source under its own domain of the step's type
-        if "x_mel" not in b:
-            pass
-        elif plan.domain_type == "speaker":
-            b["y_mel_src"] = torch.where(b["spk_mel_src"] >= 0, 2 + b["spk_mel_src"], b["g_mel_src"])
-        else:
-            b["y_mel_src"] = b["g_mel_src"]
+        if "x_mel" in b:
+            speaker_domain = torch.where(b["spk_mel_src"] >= 0, 2 + b["spk_mel_src"], b["g_mel_src"])
+            b["y_mel_src"] = speaker_domain if plan.domain_type == "speaker" else b["g_mel_src"]
         return b
 
     def _styles(self, source: str, b: dict, second: bool = False) -> torch.Tensor:
@@ -391,9 +388,7 @@ class Trainer:
     def _val_face(self, path) -> torch.Tensor:
         from core import face
 
-        img = face.load_image(path)
-        return face.image_to_tensor(img if img.size == (self.model_cfg.img_size,) * 2
-                                    else face.center_crop(img, self.model_cfg.img_size))
+        return face.image_to_tensor(face.prepare_face(face.load_image(path), self.model_cfg.img_size, None))
 
     def _val_mel(self, path) -> torch.Tensor:
         mel = audio.log_mel(audio.load_audio(path), self.model_cfg.mel_frontend)

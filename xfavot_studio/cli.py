@@ -297,10 +297,8 @@ def _run_data(args) -> None:
     elif args.data_command == "info":
         from training.data import datasets
 
-        loaders = {"synthetic": datasets.load_synthetic, "celeba-hq": datasets.load_celeba_hq,
-                   "vctk": datasets.load_vctk, "prepared-av": datasets.load_prepared_av}
         ds = (datasets.load_avatar_set(args.root, args.voices) if args.layout == "avatars"
-              else loaders[args.layout](args.root))
+              else datasets.LOADERS[args.layout](args.root))
         print(ds.summary())
         for path, why in ds.skipped:
             print(f"  skipped {path}: {why}")

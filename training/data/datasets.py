@@ -271,6 +271,11 @@ def load_prepared_av(cache: str | Path) -> Dataset:
     return Dataset(f"audio-visual {data.get('source', cache)}", speakers, skipped)
 
 
+# the `--data LAYOUT:PATH` / `xfavot data info LAYOUT` names (avatar sets take two folders: see load_avatar_set)
+LOADERS = {"synthetic": load_synthetic, "celeba-hq": load_celeba_hq, "vctk": load_vctk,
+           "prepared-av": load_prepared_av}
+
+
 def combine(*datasets: Dataset) -> Dataset:
     """Several datasets trained together (e.g. CelebA-HQ + VCTK), speaker ids kept distinct."""
     speakers, skipped, seen = [], [], set()
