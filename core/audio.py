@@ -30,6 +30,7 @@ MEL_MEAN, MEL_STD = -4.0, 4.0
 MIN_SECONDS = 0.3
 SILENCE_RMS = 1e-4  # -80 dBFS: below this a clip carries no voice to convert
 TARGET_LUFS = -23.0
+AUDIO_EXTS = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
 
 
 def load_audio(path: str | Path, max_seconds: float | None = None) -> np.ndarray:
@@ -76,15 +77,15 @@ def resample(wav: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return out.numpy().astype(np.float32)
 
 
-def save_audio(path: str | Path, wav: np.ndarray, rate: int = SAMPLE_RATE) -> None:
-    """WAV/FLAC/OGG by extension, 16-bit PCM for WAV and FLAC."""
+def save_audio(path: str | Path, wav: np.ndarray, rate: int = SAMPLE_RATE, fmt: str | None = None) -> None:
+    """WAV/FLAC/OGG by extension (or `fmt`, for temporary names), 16-bit PCM for WAV and FLAC."""
     path = Path(path)
-    fmt = path.suffix.lower().lstrip(".")
+    fmt = fmt or path.suffix.lower().lstrip(".")
     if fmt not in ("wav", "flac", "ogg"):
         raise UserError(f"cannot write {path.name}: use a .wav, .flac or .ogg file name")
     path.parent.mkdir(parents=True, exist_ok=True)
     subtype = "VORBIS" if fmt == "ogg" else "PCM_16"
-    sf.write(str(path), np.clip(wav, -1.0, 1.0), rate, subtype=subtype)
+    sf.write(str(path), np.clip(wav, -1.0, 1.0), rate, subtype=subtype, format=fmt.upper())
 
 
 def normalize_loudness(wav: np.ndarray, target_lufs: float = TARGET_LUFS, rate: int = SAMPLE_RATE) -> np.ndarray:

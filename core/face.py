@@ -21,6 +21,7 @@ from .errors import UserError
 
 log = logging.getLogger(__name__)
 
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 MAX_PIXELS = 20_000 * 20_000  # beyond this we refuse instead of decoding gigabytes
 _warned: set[str] = set()
 

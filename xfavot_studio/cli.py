@@ -62,6 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-voice", metavar="WAV")
     _add_common(p)
 
+    p = sub.add_parser("export", help="batch export: every source face/voice against every reference, with a manifest")
+    p.add_argument("--faces", nargs="+", default=[], metavar="DIR|IMG", help="source faces (folders or files)")
+    p.add_argument("--voices", nargs="+", default=[], metavar="DIR|AUDIO", help="source voices (folders or files)")
+    p.add_argument("--ref-voices", nargs="+", default=[], metavar="DIR|AUDIO", help="reference voices")
+    p.add_argument("--ref-faces", nargs="+", default=[], metavar="DIR|IMG", help="reference faces")
+    p.add_argument("--latents", type=int, default=0, metavar="N", help="N latent-sampled references")
+    p.add_argument("--domains", default="female,male", help="domains the latent samples cycle through")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first latent sample (then +1, +2, ...)")
+    p.add_argument("--format", default="wav", choices=["wav", "flac"], help="voice file format")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (re-running resumes it)")
+    _add_common(p)
+
     data = sub.add_parser("data", help="datasets: synthetic corpus, previews, attribute oracle")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     p = dsub.add_parser("synth", help="generate the synthetic paired face-voice corpus")
@@ -199,6 +211,33 @@ def _run_sample(args) -> None:
     if args.voice:
         audio.save_audio(args.out_voice, engine.voice_from_style(args.voice, style))
         print(args.out_voice)
+
+
+def _run_export(args) -> None:
+    from tqdm import tqdm
+
+    from core.audio import AUDIO_EXTS
+    from core.export import ExportPlan, files_in, run_export
+    from core.face import IMAGE_EXTS
+
+    def gather(paths, exts):
+        return [f for p in paths for f in files_in(p, exts)]
+
+    plan = ExportPlan(faces=gather(args.faces, IMAGE_EXTS), voices=gather(args.voices, AUDIO_EXTS),
+                      ref_voices=gather(args.ref_voices, AUDIO_EXTS), ref_faces=gather(args.ref_faces, IMAGE_EXTS),
+                      latents=args.latents, latent_domains=[d for d in args.domains.split(",") if d],
+                      seed=args.seed, gender=None if args.gender == "auto" else args.gender, voice_format=args.format)
+    engine = _engine(args)
+    with tqdm(unit="item", file=sys.stderr) as bar:
+        def progress(n, total, item):
+            bar.total = total
+            bar.n = n
+            bar.refresh()
+        summary = run_export(engine, plan, args.out, on_progress=progress)
+    print(summary.text())
+    for item_id, reason in summary.failed:
+        print(f"failed {item_id}: {reason}", file=sys.stderr)
+    return 1 if summary.failed else 0
 
 
 def _run_init(args) -> None:
@@ -365,7 +404,7 @@ def _run_attach_vocoder(args) -> None:
 
 
 COMMANDS = {"train": _run_train, "finetune": _run_finetune, "train-aux": _run_train_aux, "train-vocoder": _run_train_vocoder,
-            "attach-vocoder": _run_attach_vocoder, "init": _run_init, "info": _run_info, "sample": _run_sample, "bench": _run_bench, "data": _run_data}
+            "attach-vocoder": _run_attach_vocoder, "init": _run_init, "info": _run_info, "sample": _run_sample, "export": _run_export, "bench": _run_bench, "data": _run_data}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.errors import UserError
 
     try:
-        COMMANDS.get(args.command, _run_task)(args)
+        status = COMMANDS.get(args.command, _run_task)(args)
     except UserError as exc:
         if args.debug:
             raise
@@ -383,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -25,11 +25,11 @@ import soundfile as sf
 from PIL import Image
 
 from core.errors import UserError
+from core.audio import AUDIO_EXTS
+from core.face import IMAGE_EXTS
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
-AUDIO_EXTS = {".wav", ".flac", ".ogg"}
 VIDEO_EXTS = {".mp4", ".mpg", ".mpeg", ".avi", ".mkv", ".mov"}
 GENDER_WORDS = {"female": "female", "f": "female", "woman": "female", "male": "male", "m": "male", "man": "male"}
 
