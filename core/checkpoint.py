@@ -155,3 +155,40 @@ def load_model(path: str | Path, require: tuple[str, ...] = ()) -> tuple[torch.n
 def read_header(path: str | Path) -> dict:
     """The JSON header alone (cheap: no tensors are read)."""
     return _read_metadata(_existing_safetensors(path))
+
+
+# what inference needs: EMA networks, JDC, and the two networks that estimate a reference's gender
+SHIPPED_MODULES = ("generator_image", "generator_audio", "style_encoder_image", "style_encoder_audio", "mapping",
+                   "jdc", "discriminator_image", "classifier_audio")
+
+
+def export_inference(src: str | Path, dst: str | Path, vocoder_from: str | Path | None = None,
+                     dtype: torch.dtype | None = None, meta: dict | None = None) -> dict:
+    """Write an inference-only copy of a (training) checkpoint: the EMA weights and what the
+    Engine needs, without discriminators' partners, optimiser state or training copies.
+    The vocoder comes from `src`, or from `vocoder_from` (e.g. the base of a fine-tuned model).
+    Returns the new header."""
+    tensors, header = load_tensors(src)
+    if header.get("format") != FORMAT:
+        raise UserError(f"{Path(src).name} is not an XFaVoT model checkpoint")
+    modules = [m for m in header.get("modules", []) if m in SHIPPED_MODULES]
+    keep = {k: v for k, v in tensors.items() if k.split(".", 1)[0] in modules}
+    header_meta = dict(header.get("meta", {}))
+    vocoder = {k: v for k, v in tensors.items() if k.startswith("vocoder.")}
+    if vocoder_from and not vocoder:
+        v_tensors, v_header = load_tensors(vocoder_from)
+        vocoder = {k: v for k, v in v_tensors.items() if k.startswith("vocoder.")}
+        if vocoder and "vocoder" in v_header.get("meta", {}):
+            header_meta["vocoder"] = v_header["meta"]["vocoder"]
+    keep.update(vocoder)
+    if not vocoder:
+        header_meta.pop("vocoder", None)
+    if dtype is not None:
+        keep = {k: v.to(dtype) if v.is_floating_point() else v for k, v in keep.items()}
+    for key in ("optimizers", "train_config"):
+        header_meta.pop(key, None)
+    header_meta.update(meta or {})
+    header_meta.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    new_header = {**header, "meta": header_meta, "modules": sorted(modules)}
+    save_tensors(dst, keep, new_header)
+    return new_header

@@ -303,6 +303,37 @@ class Engine:
             pieces.append(y[:, ks - rs:ke - rs])
         return torch.cat(pieces, dim=-1)
 
+    # -- helpers for front ends (the app shows what it will convert) --------------------------
+    def read_voice(self, src: AudioInput, max_seconds: float = MAX_SOURCE_SECONDS) -> np.ndarray:
+        """A voice file or recording (Audio) as the engine will hear it: mono float32 at 24 kHz."""
+        return self._waveform(src, max_seconds)
+
+    @staticmethod
+    def save_voice(path: str | Path, wav: np.ndarray) -> None:
+        """WAV/FLAC/OGG by extension; a full disk or a read-only folder is a UserError."""
+        try:
+            audio.save_audio(path, wav)
+        except OSError as exc:
+            raise UserError(f"cannot write {path}: {exc}")
+
+    def mel_picture(self, wav: np.ndarray) -> np.ndarray:
+        """(80, T) log-mel in 0..1 (low bands first) for display; any model's front end."""
+        frontend = self.cfg.mel_frontend if self.cfg else "xfavot24k"
+        mel = audio.log_mel(np.asarray(wav, dtype=np.float32), frontend).numpy()
+        lo, hi = np.percentile(mel, 1), np.percentile(mel, 99.5)
+        return np.clip((mel - lo) / max(hi - lo, 1e-6), 0, 1)
+
+    def device_summary(self) -> str:
+        """The compute device in words, with memory where it means something."""
+        dev = self.device
+        if dev.type == "cuda":
+            free, total = torch.cuda.mem_get_info(dev)
+            name = torch.cuda.get_device_name(dev)
+            return f"CUDA · {name} · {(total - free) / 2**30:.1f} of {total / 2**30:.0f} GiB in use"
+        if dev.type == "mps":
+            return "Apple GPU (MPS)"
+        return f"CPU · {torch.get_num_threads()} threads"
+
     # -- the four tasks -----------------------------------------------------------------------
     def face_from_voice(self, source_faces, reference_voice: AudioInput, gender: str | None = None):
         """Audio-guided face translation: 'a face that matches this voice'."""

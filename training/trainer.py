@@ -92,6 +92,7 @@ class Trainer:
         self.device = torch.device(device)
         self.on_progress, self.on_samples = on_progress, on_samples
         self._stop = threading.Event()
+        self._paused = threading.Event()
         self.train_data = data.split("train")
         self.val_data = Dataset(data.name, [s for s in data.speakers if s.split == "val" and s.faces and s.voices])
         self.train_data.validate(need_both_genders=True, need_faces=True, need_voices=not finetune)
@@ -552,6 +553,10 @@ class Trainer:
     def request_stop(self) -> None:
         self._stop.set()
 
+    def set_paused(self, paused: bool) -> None:
+        """Hold the loop between steps (the app's Pause); stop still works while paused."""
+        (self._paused.set if paused else self._paused.clear)()
+
     def _log(self, values: dict) -> None:
         if self.rank != 0:
             return
@@ -584,6 +589,10 @@ class Trainer:
         start_step, t0 = self.step_no, time.perf_counter()
         try:
             while self.step_no < c.steps and not self._stop.is_set():
+                if self._paused.is_set():
+                    self._stop.wait(0.1)
+                    t0, start_step = time.perf_counter(), self.step_no  # a pause does not count in the ETA
+                    continue
                 values = self.step()
                 numbers = {k: v for k, v in values.items() if isinstance(v, float)}
                 bad = [k for k, v in numbers.items() if not math.isfinite(v)]

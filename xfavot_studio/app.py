@@ -1,78 +1,109 @@
-"""`xfavot-studio`: the desktop app. Until the full GUI lands this is a start window that loads
-the embedded default model through the Engine on a worker thread and says what it found."""
+"""`xfavot-studio`: the desktop app.
+
+    xfavot-studio [--checkpoint FILE] [--device auto|cpu|cuda] [--screenshot DIR]
+
+--screenshot fills every panel from the bundled samples, runs each one once on the model, saves
+one PNG per panel into DIR and exits (works offscreen: QT_QPA_PLATFORM=offscreen).
+"""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from pathlib import Path
 
-from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
-from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QVBoxLayout, QWidget
+from PySide6.QtCore import QCoreApplication, QElapsedTimer, Qt
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QApplication
 
-from xfavot_studio import __version__
-
-
-class _LoadSignals(QObject):
-    done = Signal(str)
+from . import settings as app_settings
 
 
-class _LoadModel(QRunnable):
-    """Loads the default model off the GUI thread; reports a readable line either way."""
-
-    def __init__(self, checkpoint: str | None):
-        super().__init__()
-        self.checkpoint = checkpoint
-        self.signals = _LoadSignals()
-
-    def run(self) -> None:
-        from core.engine import Engine
-        from core.errors import UserError
-
-        try:
-            info = Engine().load(self.checkpoint)
-            text = (f"Model: {info.preset} preset, {len(info.speakers)} speakers, {info.steps} training steps.\n"
-                    f"Vocoder: {info.vocoder}")
-        except UserError as exc:
-            text = f"No model loaded: {exc}"
-        except Exception as exc:  # the window must never die on a load problem
-            text = f"No model loaded: unexpected {type(exc).__name__}: {exc}"
-        self.signals.done.emit(text)
+def make_app() -> QApplication:
+    app = QApplication.instance()
+    if app is None:
+        # high-DPI: Qt 6 scales by default; pass fractional factors (125 %, 150 %) through unrounded
+        QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
+        app = QApplication(sys.argv[:1])
+    QCoreApplication.setOrganizationName(app_settings.ORGANIZATION)
+    QCoreApplication.setApplicationName(app_settings.APPLICATION)
+    return app
 
 
-class StartWindow(QMainWindow):
-    def __init__(self, checkpoint: str | None = None):
-        super().__init__()
-        self.setWindowTitle(f"XFaVoT Studio {__version__}")
-        self.resize(720, 360)
-        title = QLabel("<h2>XFaVoT Studio</h2><p>Faces and voices that belong together.</p>")
-        self.status = QLabel("Loading model…")
-        self.status.setWordWrap(True)
-        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        layout = QVBoxLayout()
-        layout.addWidget(title)
-        layout.addWidget(self.status)
-        layout.addStretch(1)
-        body = QWidget()
-        body.setLayout(layout)
-        self.setCentralWidget(body)
-        job = _LoadModel(checkpoint)
-        job.signals.done.connect(self.status.setText)
-        self._job = job
-        QThreadPool.globalInstance().start(job)
+def wait_until(condition, timeout_ms: int = 120_000) -> bool:
+    """Process events until condition() holds (for the screenshot mode)."""
+    timer = QElapsedTimer()
+    timer.start()
+    while not condition():
+        if timer.elapsed() > timeout_ms:
+            return False
+        QApplication.processEvents()
+        QApplication.instance().thread().msleep(10)
+    return True
+
+
+def take_screenshots(window, out_dir: Path) -> list[Path]:
+    """Every panel with real inputs and outputs, each grabbed to a PNG."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    window.resize(1280, 800)
+    def idle() -> bool:
+        if not window.worker.is_idle():
+            return False
+        for _ in range(3):  # deliver the last job's result signals
+            QApplication.processEvents()
+        return window.worker.is_idle()
+
+    wait_until(lambda: window.model_info is not None or window.banner.isVisible())
+    faces = window.ctx.sample_files("faces")
+    voices = window.ctx.sample_files("voices")
+    if window.model_info is not None and faces and voices:
+        for f in faces[:4]:
+            window.face.sources.add(str(f))
+        window.face.ref_voice.load_file(str(voices[1]))
+        window.voice.source.load_file(str(voices[0]))
+        window.voice.ref_face.set_path(str(faces[6]))
+        window.latent.source_face.set_path(str(faces[0]))
+        window.latent.source_voice.load_file(str(voices[0]))
+        wait_until(idle)
+        window.face.convert()
+        window.voice.convert()
+        window.latent.count.setValue(8)
+        window.latent.convert()
+        wait_until(idle)
+        if len(window.latent.cells) >= 2:
+            window.latent._pick("A", window.latent.cells[0])
+            window.latent._pick("B", window.latent.cells[1])
+            window.latent.slider.setValue(50)
+        wait_until(idle)
+    saved = []
+    for i, panel in enumerate(window.panels):
+        window.tabs.setCurrentWidget(panel)
+        for _ in range(5):
+            QApplication.processEvents()
+        path = out_dir / f"{i + 1}-{panel.title.lower().replace(' ', '-')}.png"
+        window.grab().save(str(path))
+        saved.append(path)
+    return saved
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="xfavot-studio")
-    parser.add_argument("--checkpoint", help="model to load (default: the embedded model)")
-    parser.add_argument("--screenshot", metavar="PNG", help="render the window offscreen to PNG and exit")
+    parser = argparse.ArgumentParser(prog="xfavot-studio", description="XFaVoT Studio: faces and voices that belong together")
+    parser.add_argument("--checkpoint", help="model to load (default: the last one used, else the embedded model)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the model runs (default: last used)")
+    parser.add_argument("--screenshot", metavar="DIR", help="render each panel to DIR/*.png and exit")
     args = parser.parse_args(argv)
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    window = StartWindow(args.checkpoint)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+                        handlers=[logging.FileHandler(app_settings.data_dir() / "xfavot-studio.log"),
+                                  logging.StreamHandler()])
+    app = make_app()
+    from .main_window import MainWindow
+
+    window = MainWindow(args.checkpoint, args.device)
     window.show()
     if args.screenshot:
-        QThreadPool.globalInstance().waitForDone(60_000)
-        for _ in range(3):  # deliver the worker's signal, then let the layout settle
-            app.processEvents()
-        window.grab().save(args.screenshot)
+        for path in take_screenshots(window, Path(args.screenshot)):
+            print(path)
+        window.close()
         return 0
     return app.exec()
 

@@ -1,0 +1,369 @@
+"""Reusable pieces of the panels: image and audio slots (file, drag-and-drop, samples, microphone),
+waveform and mel views, playback. Heavy work (reading audio) goes through the engine worker."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QPointF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QMenu,
+                               QProgressBar, QPushButton, QSizePolicy, QToolButton, QVBoxLayout, QWidget)
+
+from . import audio_io
+from .context import AppContext
+
+SAMPLE_RATE = 24000
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp)"
+AUDIO_FILTER = "Audio (*.wav *.flac *.ogg *.mp3 *.aiff *.aif)"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
+
+
+def pil_to_qimage(img) -> QImage:
+    rgb = img.convert("RGB")
+    data = rgb.tobytes()
+    q = QImage(data, rgb.width, rgb.height, 3 * rgb.width, QImage.Format_RGB888)
+    return q.copy()  # own the pixels: `data` dies with this function
+
+
+def dropped_file(event, suffixes: set[str]) -> str | None:
+    for url in event.mimeData().urls():
+        path = url.toLocalFile()
+        if path and Path(path).suffix.lower() in suffixes:
+            return path
+    return None
+
+
+class ImageView(QLabel):
+    """Shows an image scaled to fit, keeping its aspect; a hint when empty."""
+
+    def __init__(self, placeholder: str = "", size: int = 192):
+        super().__init__(placeholder)
+        self._image: QImage | None = None
+        self.setAlignment(Qt.AlignCenter)
+        self.setMinimumSize(size // 2, size // 2)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        self.setStyleSheet("QLabel { background: palette(base); border: 1px solid palette(mid); color: palette(mid); }")
+        self._hint = placeholder
+        self._size = size
+        self.setWordWrap(True)
+
+    def sizeHint(self) -> QSize:
+        return QSize(self._size, self._size)
+
+    def image(self) -> QImage | None:
+        return self._image
+
+    def set_image(self, image: QImage | None) -> None:
+        self._image = image
+        if image is None:
+            self.setPixmap(QPixmap())
+            self.setText(self._hint)
+        self._rescale()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._rescale()
+
+    def _rescale(self) -> None:
+        if self._image is not None:
+            ratio = self.devicePixelRatioF()
+            pix = QPixmap.fromImage(self._image).scaled(self.size() * ratio, Qt.KeepAspectRatio, Qt.SmoothTransformation)
+            pix.setDevicePixelRatio(ratio)
+            self.setPixmap(pix)
+
+
+class WaveformView(QWidget):
+    """Min/max envelope of a waveform, one column per pixel."""
+
+    def __init__(self):
+        super().__init__()
+        self._samples = np.zeros(0, np.float32)
+        self.setMinimumHeight(56)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+
+    def samples(self) -> np.ndarray:
+        return self._samples
+
+    def set_samples(self, samples: np.ndarray | None) -> None:
+        self._samples = np.zeros(0, np.float32) if samples is None else np.asarray(samples, np.float32)
+        self.update()
+
+    def paintEvent(self, event) -> None:
+        p = QPainter(self)
+        p.fillRect(self.rect(), self.palette().base())
+        w, h = self.width(), self.height()
+        mid = h / 2
+        p.setPen(QPen(self.palette().mid().color()))
+        p.drawLine(0, int(mid), w, int(mid))
+        if self._samples.size:
+            edges = np.linspace(0, self._samples.size, w + 1).astype(int)
+            p.setPen(QPen(self.palette().highlight().color()))
+            for x in range(w):
+                seg = self._samples[edges[x]:max(edges[x + 1], edges[x] + 1)]
+                lo, hi = float(seg.min()), float(seg.max())
+                p.drawLine(QPointF(x, mid - hi * mid), QPointF(x, mid - lo * mid))
+        p.end()
+
+
+def _colormap() -> np.ndarray:
+    """256-entry magma-like ramp (dark blue -> red -> pale yellow)."""
+    stops = np.array([[0, 0, 4], [80, 18, 123], [183, 55, 121], [252, 137, 97], [252, 253, 191]], float)
+    x = np.linspace(0, len(stops) - 1, 256)
+    i = np.minimum(x.astype(int), len(stops) - 2)
+    t = (x - i)[:, None]
+    return ((1 - t) * stops[i] + t * stops[i + 1]).astype(np.uint8)
+
+
+COLORMAP = _colormap()
+
+
+class MelView(ImageView):
+    """A log-mel picture (values 0..1, low bands at the bottom)."""
+
+    def __init__(self):
+        super().__init__("mel spectrogram", size=160)
+        self.setMinimumHeight(80)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+
+    def set_mel(self, mel: np.ndarray | None) -> None:
+        if mel is None or mel.size == 0:
+            self.set_image(None)
+            return
+        rgb = np.ascontiguousarray(COLORMAP[(np.clip(mel[::-1], 0, 1) * 255).astype(np.uint8)])
+        h, w, _ = rgb.shape
+        self.set_image(QImage(rgb.data, w, h, 3 * w, QImage.Format_RGB888).copy())
+
+    def _rescale(self) -> None:  # a spectrogram fills its box
+        if self._image is not None:
+            self.setPixmap(QPixmap.fromImage(self._image).scaled(self.size(), Qt.IgnoreAspectRatio, Qt.SmoothTransformation))
+
+
+def device_combo(ctx: AppContext, kind: str) -> QComboBox:
+    """Input or output device chooser, remembered in settings; disabled with a reason when there are none."""
+    combo = QComboBox()
+    combo.addItem("System default", None)
+    for index, name in audio_io.devices(kind):
+        combo.addItem(name, index)
+    saved = ctx.settings.value(f"audio/{kind}")
+    if saved is not None:
+        found = combo.findText(str(saved))
+        if found >= 0:
+            combo.setCurrentIndex(found)
+    combo.currentTextChanged.connect(lambda text: ctx.settings.setValue(f"audio/{kind}", text))
+    reason = audio_io.unavailable_reason(kind)
+    combo.setEnabled(not reason)
+    combo.setToolTip(reason or f"{kind} device")
+    return combo
+
+
+class PlayButton(QPushButton):
+    """Plays whatever `source()` returns (samples at 24 kHz) on the chosen output device."""
+
+    def __init__(self, ctx: AppContext, source, text: str = "▶ Play"):
+        super().__init__(text)
+        self.ctx, self.source = ctx, source
+        reason = audio_io.unavailable_reason("output")
+        self.setEnabled(not reason)
+        self.setToolTip(reason or "Play (Space)")
+        self.clicked.connect(self.play)
+
+    def play(self) -> None:
+        samples = self.source()
+        if samples is None or not len(samples):
+            self.ctx.status("Nothing to play yet")
+            return
+        device = self.ctx.settings.value("audio/output")
+        index = next((i for i, name in audio_io.devices("output") if name == device), None)
+        problem = audio_io.play(samples, SAMPLE_RATE, index)
+        if problem:
+            self.ctx.show_error("Playback", problem)
+
+
+def save_file_dialog(ctx: AppContext, parent: QWidget, key: str, title: str, name: str, filters: str) -> str:
+    path, _ = QFileDialog.getSaveFileName(parent, title, str(Path(ctx.last_dir(key)) / name), filters)
+    if path:
+        ctx.remember_dir(key, path)
+    return path
+
+
+class FaceSlot(QGroupBox):
+    """One face: open a file, drop one, or pick a bundled sample avatar."""
+    changed = Signal(str)
+
+    def __init__(self, ctx: AppContext, title: str, key: str):
+        super().__init__(title)
+        self.ctx, self.key, self.path = ctx, key, ""
+        self.view = ImageView("Drop a face image here\nor use Open… / Samples", size=176)
+        open_button = QPushButton("Open…")
+        open_button.clicked.connect(self.choose)
+        self.samples_button = QToolButton()
+        self.samples_button.setText("Samples")
+        self.samples_button.setPopupMode(QToolButton.InstantPopup)
+        menu = QMenu(self)
+        for sample in ctx.sample_files("faces"):
+            menu.addAction(QIcon(str(sample)), sample.stem, lambda p=sample: self.set_path(str(p)))
+        self.samples_button.setMenu(menu)
+        self.samples_button.setEnabled(not menu.isEmpty())
+        row = QHBoxLayout()
+        row.addWidget(open_button)
+        row.addWidget(self.samples_button)
+        row.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.view, 1)
+        layout.addLayout(row)
+        self.setAcceptDrops(True)
+
+    def choose(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, self.title(), self.ctx.last_dir(self.key), IMAGE_FILTER)
+        if path:
+            self.set_path(path)
+
+    def set_path(self, path: str) -> None:
+        image = QImage(path)
+        if image.isNull():
+            self.ctx.show_error("Cannot open image", f"{Path(path).name} is not an image this app can read.")
+            return
+        self.ctx.remember_dir(self.key, path)
+        self.path = path
+        self.view.set_image(image)
+        self.view.setToolTip(path)
+        self.changed.emit(path)
+
+    def dragEnterEvent(self, event) -> None:
+        if dropped_file(event, IMAGE_SUFFIXES):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        path = dropped_file(event, IMAGE_SUFFIXES)
+        if path:
+            self.set_path(path)
+
+
+class VoiceSlot(QGroupBox):
+    """One voice: open a file, drop one, pick a sample, or record from the microphone (R)."""
+    changed = Signal()
+
+    def __init__(self, ctx: AppContext, title: str, key: str):
+        super().__init__(title)
+        self.ctx, self.key = ctx, key
+        self.samples: np.ndarray | None = None    # 24 kHz mono, as the engine reads it
+        self.label = ""
+        self.recorder = audio_io.Recorder()
+        self.recorder.level.connect(lambda v: self.meter.setValue(int(100 * v)))
+        self.recorder.finished.connect(self._recorded)
+        self.recorder.failed.connect(lambda msg: self._record_failed(msg))
+
+        self.name = QLabel("No voice yet: record one, open a file, drop one here or pick a sample.")
+        self.name.setWordWrap(True)
+        self.wave = WaveformView()
+        open_button = QPushButton("Open…")
+        open_button.clicked.connect(self.choose)
+        samples = QToolButton()
+        samples.setText("Samples")
+        samples.setPopupMode(QToolButton.InstantPopup)
+        menu = QMenu(self)
+        for sample in ctx.sample_files("voices"):
+            menu.addAction(sample.stem, lambda p=sample: self.load_file(str(p)))
+        samples.setMenu(menu)
+        samples.setEnabled(not menu.isEmpty())
+        self.play_button = PlayButton(ctx, lambda: self.samples)
+
+        self.input = device_combo(ctx, "input")
+        self.record_button = QPushButton("● Record")
+        self.record_button.setCheckable(True)
+        self.record_button.toggled.connect(self._toggle_record)
+        self.max_seconds = QDoubleSpinBox()
+        self.max_seconds.setRange(1, 120)
+        self.max_seconds.setSuffix(" s max")
+        self.max_seconds.setValue(float(ctx.settings.value("audio/max_seconds", 10.0)))
+        self.max_seconds.valueChanged.connect(lambda v: ctx.settings.setValue("audio/max_seconds", v))
+        self.meter = QProgressBar()
+        self.meter.setRange(0, 100)
+        self.meter.setTextVisible(False)
+        self.meter.setMaximumHeight(10)
+        reason = audio_io.unavailable_reason("input")
+        for w in (self.record_button, self.max_seconds, self.meter):
+            w.setEnabled(not reason)
+            w.setToolTip(reason or "Record from the microphone (R); press again to stop")
+
+        files = QHBoxLayout()
+        files.addWidget(open_button)
+        files.addWidget(samples)
+        files.addWidget(self.play_button)
+        files.addStretch(1)
+        mic = QHBoxLayout()
+        mic.addWidget(self.record_button)
+        mic.addWidget(self.input, 1)
+        mic.addWidget(self.max_seconds)
+        self.name.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.name)
+        layout.addWidget(self.wave)
+        layout.addLayout(files)
+        layout.addLayout(mic)
+        layout.addWidget(self.meter)
+        layout.addStretch(1)
+        self.setAcceptDrops(True)
+
+    # -- files ---------------------------------------------------------------------------------
+    def choose(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, self.title(), self.ctx.last_dir(self.key), AUDIO_FILTER)
+        if path:
+            self.load_file(path)
+
+    def load_file(self, path: str) -> None:
+        self.ctx.remember_dir(self.key, path)
+        self.name.setText(f"Reading {Path(path).name}…")
+        job = self.ctx.worker.submit(lambda engine, job: engine.read_voice(path), f"Read {Path(path).name}")
+        job.done.connect(lambda wav: self.set_samples(wav, Path(path).name))
+        job.failed.connect(lambda msg: self._load_failed(msg))
+        self._job = job
+
+    def _load_failed(self, message: str) -> None:
+        self.name.setText("Could not read that file.")
+        self.ctx.show_error("Cannot use this voice", message)
+
+    def set_samples(self, samples: np.ndarray, label: str) -> None:
+        self.samples, self.label = np.asarray(samples, np.float32), label
+        self.name.setText(f"{label} · {len(samples) / SAMPLE_RATE:.1f} s")
+        self.wave.set_samples(self.samples)
+        self.changed.emit()
+
+    def dragEnterEvent(self, event) -> None:
+        if dropped_file(event, AUDIO_SUFFIXES):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        path = dropped_file(event, AUDIO_SUFFIXES)
+        if path:
+            self.load_file(path)
+
+    # -- microphone ----------------------------------------------------------------------------
+    def toggle_recording(self) -> None:
+        if self.record_button.isEnabled():
+            self.record_button.toggle()
+
+    def _toggle_record(self, on: bool) -> None:
+        if on:
+            self.record_button.setText("■ Stop")
+            self.name.setText("Recording… press Stop (or R) when done.")
+            self.recorder.start(self.input.currentData(), self.max_seconds.value())
+        else:
+            self.record_button.setText("● Record")
+            self.recorder.stop()
+
+    def _record_failed(self, message: str) -> None:
+        self.record_button.setChecked(False)
+        self.ctx.show_error("Recording", message)
+
+    def _recorded(self, samples: np.ndarray, rate: int) -> None:
+        self.record_button.setChecked(False)
+        self.meter.setValue(0)
+        from core.engine import Audio
+
+        job = self.ctx.worker.submit(lambda engine, job: engine.read_voice(Audio(samples, rate)), "Prepare recording")
+        job.done.connect(lambda wav: self.set_samples(wav, "recording"))
+        job.failed.connect(lambda msg: self._load_failed(msg))
+        self._job = job
