@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QElapsedTimer, Qt
@@ -75,6 +78,30 @@ def take_screenshots(window, out_dir: Path) -> list[Path]:
             window.latent._pick("B", window.latent.cells[1])
             window.latent.slider.setValue(50)
         wait_until(idle)
+        # a short export and a few fine-tuning steps, so those tabs show real progress
+        scratch = Path(tempfile.mkdtemp(prefix="xfavot-screens-"))
+        for f in faces:
+            gender = "female" if "female" in f.name else "male"
+            (scratch / "avatars" / gender).mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, scratch / "avatars" / gender / f.name)
+        (scratch / "faces").mkdir()
+        for f in faces[:2]:
+            shutil.copy(f, scratch / "faces" / f.name)
+        window.export.fields["faces"].edit.setText(str(scratch / "faces"))
+        window.export.latents.setValue(2)
+        window.export.out.edit.setText(str(scratch / "export"))
+        window.export.convert()
+        wait_until(lambda: not window.export.running)
+        panel = window.training
+        wait_until(lambda: panel.base.count() > 0)
+        panel.avatars.edit.setText(str(scratch / "avatars"))
+        panel.steps.setValue(6)
+        panel.batch.setValue(2)
+        panel.sample_every.setValue(3)
+        panel.name.setText("screenshot-demo")
+        panel.start()
+        wait_until(lambda: panel.run is not None and not panel.running, timeout_ms=600_000)
+        wait_until(idle)
     saved = []
     for i, panel in enumerate(window.panels):
         window.tabs.setCurrentWidget(panel)
@@ -92,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the model runs (default: last used)")
     parser.add_argument("--screenshot", metavar="DIR", help="render each panel to DIR/*.png and exit")
     args = parser.parse_args(argv)
+    if args.screenshot and not os.environ.get("XFAVOT_HOME"):
+        # screenshots start from a clean state and leave the user's settings and library alone
+        os.environ["XFAVOT_HOME"] = tempfile.mkdtemp(prefix="xfavot-home-")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
                         handlers=[logging.FileHandler(app_settings.data_dir() / "xfavot-studio.log"),
                                   logging.StreamHandler()])

@@ -16,7 +16,7 @@ import threading
 import time
 import traceback
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 log = logging.getLogger("xfavot_studio")
 
@@ -116,7 +116,9 @@ class EngineWorker(QObject):
                     if old.key == key:
                         old.cancel()
             self._pending.append(job)
-        self._runner.run.emit(job)
+        # dispatch from the event loop, after the caller has connected to the job's signals
+        # (a job that fails at once would otherwise report before anyone listens)
+        QTimer.singleShot(0, self, lambda: self._runner.run.emit(job))
         return job
 
     @property

@@ -1,0 +1,391 @@
+"""The desktop app, driven end to end with pytest-qt on a tiny random model (offscreen)."""
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pyqtgraph")
+
+from PySide6.QtCore import Qt, QTimer  # noqa: E402
+from PySide6.QtWidgets import QFileDialog  # noqa: E402
+
+from conftest import SR, speech_like  # noqa: E402
+from core.engine import RESOURCES, Engine  # noqa: E402
+from xfavot_studio import audio_io  # noqa: E402
+from xfavot_studio.main_window import MainWindow  # noqa: E402
+from xfavot_studio.worker import EngineWorker  # noqa: E402
+
+SAMPLES = RESOURCES / "samples"
+WAIT = 60_000
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XFAVOT_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def open_window(qtbot, checkpoint, home):
+    window = MainWindow(str(checkpoint), "cpu", worker=EngineWorker(Engine(batch_size=4, align_faces=False)))
+    qtbot.addWidget(window)
+    window.confirm = lambda title, text: True  # closing at teardown must not wait on a dialog
+    window.show()
+    qtbot.waitUntil(lambda: window.model_info is not None or window.banner.isVisible(), timeout=WAIT)
+    return window
+
+
+@pytest.fixture()
+def window(qtbot, tiny_checkpoint, home):
+    return open_window(qtbot, tiny_checkpoint, home)
+
+
+def wait_idle(qtbot, window):
+    qtbot.waitUntil(window.worker.is_idle, timeout=WAIT)
+    qtbot.wait(20)  # let the last job's result signals arrive
+
+
+def faces():
+    return sorted((SAMPLES / "faces").glob("*.png"))
+
+
+def voices():
+    return sorted((SAMPLES / "voices").glob("*.flac"))
+
+
+def test_main_window_opens_with_every_panel(window):
+    assert window.model_info.preset == "tiny"
+    assert "tiny" in window.model_label.text()
+    assert [window.tabs.tabText(i) for i in range(window.tabs.count())] == [
+        "Face from voice", "Voice from face", "Latent", "Batch export", "Training", "Models"]
+    assert window.device_label.text().startswith("CPU")
+    assert not window.grab().isNull()
+
+
+def test_missing_model_shows_a_banner_not_a_traceback(qtbot, home, tmp_path):
+    window = open_window(qtbot, tmp_path / "nowhere.safetensors", home)
+    assert window.banner.isVisible()
+    assert "not found" in window.banner.text() or "missing" in window.banner.text()
+    window.face.sources.add(str(faces()[0]))
+    window.face.ref_face.set_path(str(faces()[1]))
+    window.face.reference.setCurrentWidget(window.face.ref_face)
+    window.face.convert()
+    wait_idle(qtbot, window)
+    assert "no model is loaded" in window.ctx.errors[-1]
+
+
+def test_face_panel_voice_reference_on_several_sources(qtbot, window, media):
+    panel = window.face
+    for f in faces()[:3]:
+        panel.sources.add(str(f))
+    panel.ref_voice.load_file(str(media / "voice.wav"))
+    wait_idle(qtbot, window)
+    assert panel.ref_voice.samples is not None and abs(panel.ref_voice.samples.size - 2 * SR) < 10
+    with qtbot.waitSignal(window.worker.timing, timeout=WAIT):
+        panel.convert()
+    wait_idle(qtbot, window)
+    images = [img for img, _ in panel.results.images]
+    assert len(images) == 3 and all((img.width(), img.height()) == (64, 64) for img in images)
+    assert "Face from voice" in window.timing_label.text()
+
+    # face -> face, and a style sent from the latent panel
+    panel.ref_face.set_path(str(faces()[5]))
+    panel.reference.setCurrentWidget(panel.ref_face)
+    panel.convert()
+    wait_idle(qtbot, window)
+    assert len(panel.results.images) == 3
+
+
+def test_face_panel_save_png(qtbot, window, media, tmp_path, monkeypatch):
+    panel = window.face
+    panel.sources.add(str(faces()[0]))
+    panel.ref_voice.load_file(str(media / "voice.wav"))
+    wait_idle(qtbot, window)
+    panel.convert()
+    wait_idle(qtbot, window)
+    assert not window.ctx.errors, window.ctx.errors
+    target = tmp_path / "saved.png"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    image, name = panel.results.images[0]
+    panel.results.save(image, name)
+    from PIL import Image
+
+    assert Image.open(target).size == (64, 64)
+
+
+def test_voice_panel_face_and_voice_references(qtbot, window, media, tmp_path, monkeypatch):
+    panel = window.voice
+    panel.source.load_file(str(media / "voice.wav"))
+    panel.ref_face.set_path(str(faces()[2]))
+    wait_idle(qtbot, window)
+    panel.convert()
+    wait_idle(qtbot, window)
+    assert panel.result is not None and abs(panel.result.size - 2 * SR) <= 300
+    assert panel.result_mel.image() is not None and panel.source_mel.image() is not None
+    assert panel.result_wave.samples().size == panel.result.size
+
+    panel.ref_voice.load_file(str(voices()[1]))
+    panel.reference.setCurrentWidget(panel.ref_voice)
+    wait_idle(qtbot, window)
+    before = panel.result.copy()
+    panel.convert()
+    wait_idle(qtbot, window)
+    assert panel.result.size == before.size and not np.allclose(panel.result, before)
+
+    target = tmp_path / "converted.flac"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    panel.save()
+    wait_idle(qtbot, window)
+    wav, rate = sf.read(target)
+    assert rate == SR and wav.size == panel.result.size
+
+
+def test_latent_panel_sample_lock_reroll_mix_and_send(qtbot, window):
+    panel = window.latent
+    assert panel.domain.count() == 2 + len(window.model_info.speakers)
+    panel.source_face.set_path(str(faces()[0]))
+    panel.source_voice.load_file(str(voices()[0]))
+    panel.count.setValue(4)
+    panel.convert()
+    wait_idle(qtbot, window)
+    assert [c.seed for c in panel.cells] == [0, 1, 2, 3]
+    assert all(c.view.image() is not None and c.view.image().width() == 64 for c in panel.cells)
+
+    panel.cells[1].lock.setChecked(True)
+    panel.reroll()
+    wait_idle(qtbot, window)
+    seeds = [c.seed for c in panel.cells]
+    assert seeds[1] == 1 and seeds != [0, 1, 2, 3]
+
+    panel._pick("A", panel.cells[0])
+    panel._pick("B", panel.cells[1])
+    for value in (10, 40, 70):  # a dragged slider: only the last mix needs to run
+        panel.slider.setValue(value)
+    wait_idle(qtbot, window)
+    assert panel.mix_view.image() is not None
+    np.testing.assert_allclose(panel.mix_style.vector,
+                               0.3 * panel.cells[0].style.vector + 0.7 * panel.cells[1].style.vector, rtol=1e-5)
+
+    panel.make_voice(panel.cells[2].style, panel.cells[2])
+    wait_idle(qtbot, window)
+    assert panel.cells[2].voice is not None and abs(panel.cells[2].voice.size - panel.source_voice.samples.size) <= 300
+
+    panel._send_cell("voice", panel.cells[2])
+    assert window.tabs.currentWidget() is window.voice
+    assert window.voice.ref_style.style is panel.cells[2].style
+    window.voice.source.load_file(str(voices()[3]))
+    wait_idle(qtbot, window)
+    window.voice.convert()
+    wait_idle(qtbot, window)
+    assert window.voice.result is not None
+
+
+def test_batch_export_writes_manifest_and_resumes(qtbot, window, tmp_path):
+    src_faces, src_voices, out = tmp_path / "f", tmp_path / "v", tmp_path / "out"
+    src_faces.mkdir()
+    src_voices.mkdir()
+    for f in faces()[:2]:
+        shutil.copy(f, src_faces)
+    shutil.copy(voices()[0], src_voices)
+    panel = window.export
+    panel.fields["faces"].edit.setText(str(src_faces))
+    panel.fields["voices"].edit.setText(str(src_voices))
+    panel.latents.setValue(2)
+    panel.out.edit.setText(str(out))
+    # cancel after the first item, then start again: the rest is done, the first is skipped
+    panel.convert()
+    panel._job.progress.connect(lambda *a: panel.cancel())
+    qtbot.waitUntil(lambda: not panel.running, timeout=WAIT)
+    assert "cancelled" in panel.state.text()
+    manifest = json.loads((out / "manifest.json").read_text())
+    done_first = sum(i["status"] == "done" for i in manifest["items"])
+    assert 1 <= done_first < 6
+    panel.convert()
+    qtbot.waitUntil(lambda: not panel.running, timeout=WAIT)
+    assert f"6 of 6 items" in panel.state.text() and f"{done_first} were already done" in panel.state.text()
+    assert len(list((out / "faces").glob("*.png"))) == 4 and len(list((out / "voices").glob("*.wav"))) == 2
+    assert (out / "manifest.csv").is_file()
+
+
+def test_batch_export_error_path_shows_a_message(qtbot, window, tmp_path):
+    panel = window.export
+    panel.fields["faces"].edit.setText(str(tmp_path / "no-such-folder"))
+    panel.latents.setValue(1)
+    panel.out.edit.setText(str(tmp_path / "out"))
+    panel.convert()
+    assert "folder not found" in window.ctx.errors[-1]
+    assert window.ctx.error_box is not None and window.ctx.error_box.isVisible()
+
+
+def test_bad_reference_shows_a_readable_message(qtbot, window, tmp_path):
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(SR, dtype=np.float32), SR)
+    window.face.ref_voice.load_file(str(silent))
+    wait_idle(qtbot, window)
+    assert "silent" in window.ctx.errors[-1] and "Traceback" not in window.ctx.errors[-1]
+    window.face.convert()  # no sources
+    assert "source face" in window.ctx.errors[-1]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"nope")
+    window.face.sources.add(str(broken))
+    assert "not an image" in window.ctx.errors[-1]
+
+
+def test_event_loop_keeps_turning_during_inference(qtbot, window, tmp_path):
+    long_voice = tmp_path / "long.wav"
+    sf.write(long_voice, speech_like(30.0), SR)
+    ticks = []
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    started = time.perf_counter()
+    job = window.worker.submit(lambda e, job: e.voice_from_voice(str(long_voice), str(long_voice)), "Long conversion")
+    with qtbot.waitSignal(job.finished, timeout=WAIT):
+        pass
+    elapsed = time.perf_counter() - started
+    timer.stop()
+    assert elapsed > 0.3, "the job was too short to tell anything"
+    gaps = np.diff([started] + ticks)
+    assert len(ticks) >= 0.5 * elapsed / 0.010, (len(ticks), elapsed)
+    assert gaps.max() < 0.25  # the GUI thread never stalled for long
+
+
+def test_no_audio_device_disables_recording_and_playback(qtbot, window, monkeypatch):
+    from xfavot_studio.widgets import PlayButton, VoiceSlot
+
+    monkeypatch.setattr(audio_io, "devices", lambda kind: [])
+    slot = VoiceSlot(window.ctx, "Voice", "voices")
+    play = PlayButton(window.ctx, lambda: None)
+    qtbot.addWidget(slot)
+    qtbot.addWidget(play)
+    assert not slot.record_button.isEnabled() and "No microphone" in slot.record_button.toolTip()
+    assert not play.isEnabled() and "No audio output" in play.toolTip()
+    slot.load_file(str(voices()[0]))  # files still work
+    wait_idle(qtbot, window)
+    assert slot.samples is not None
+
+
+def test_shortcut_ctrl_enter_converts_on_the_current_panel(qtbot, window, media):
+    window.tabs.setCurrentWidget(window.face)
+    window.face.sources.add(str(faces()[0]))
+    window.face.ref_voice.load_file(str(media / "voice.wav"))
+    wait_idle(qtbot, window)
+    qtbot.keyClick(window, Qt.Key_Return, Qt.ControlModifier)
+    wait_idle(qtbot, window)
+    assert len(window.face.results.images) == 1
+
+
+def test_settings_persist_between_sessions(qtbot, tiny_checkpoint, home):
+    first = open_window(qtbot, tiny_checkpoint, home)
+    first.tabs.setCurrentWidget(first.latent)
+    first.ctx.remember_dir("faces", str(faces()[0]))
+    first.export.latents.setValue(7)
+    first.export._save_settings()
+    first.close()
+    second = MainWindow(None, None, worker=EngineWorker(Engine(align_faces=False)))
+    qtbot.addWidget(second)
+    qtbot.waitUntil(lambda: second.model_info is not None, timeout=WAIT)
+    assert Path(second.model_info.path) == Path(tiny_checkpoint)  # the last model used
+    assert second.tabs.currentWidget() is second.latent
+    assert second.ctx.last_dir("faces") == str(faces()[0].parent)
+    assert second.export.latents.value() == 7
+
+
+def test_model_library_import_refuse_switch_delete(qtbot, window, tiny_checkpoint, tmp_path):
+    panel = window.models
+    copy = tmp_path / "mine.safetensors"
+    shutil.copy(tiny_checkpoint, copy)
+    panel.import_file(str(copy))
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: any(e.name == "mine" for e in panel.entries), timeout=WAIT)
+    pickle = tmp_path / "evil.safetensors"
+    pickle.write_bytes(b"\x80\x04K\x01.")
+    panel.import_file(str(pickle))
+    wait_idle(qtbot, window)
+    assert "pickle" in window.ctx.errors[-1]
+    panel.import_file(str(tmp_path / "model.pt"))
+    wait_idle(qtbot, window)
+    assert "only .safetensors" in window.ctx.errors[-1]
+
+    mine = next(e for e in panel.entries if e.name == "mine")
+    panel.select_path(mine.path)
+    panel.use_selected()
+    qtbot.waitUntil(lambda: window.model_info.path == mine.path, timeout=WAIT)
+    panel.delete_selected()
+    assert "in use" in window.ctx.errors[-1]
+
+    panel.activate.emit(str(tiny_checkpoint))
+    qtbot.waitUntil(lambda: window.model_info.path == str(tiny_checkpoint), timeout=WAIT)
+    wait_idle(qtbot, window)
+    panel.confirm = lambda title, text: True
+    panel.select_path(mine.path)
+    panel.delete_selected()
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: all(e.name != "mine" for e in panel.entries), timeout=WAIT)
+    assert not Path(mine.path).exists()
+
+
+@pytest.fixture()
+def avatar_folder(tmp_path):
+    root = tmp_path / "avatars"
+    for f in faces():
+        gender = "female" if "female" in f.name else "male"
+        (root / gender).mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, root / gender / f.name)
+    return root
+
+
+def test_training_tab_finetunes_and_adds_a_model(qtbot, window, avatar_folder, tiny_checkpoint):
+    panel = window.training
+    qtbot.waitUntil(lambda: panel.base.count() > 0, timeout=WAIT)
+    panel.avatars.edit.setText(str(avatar_folder))
+    panel.steps.setValue(3)
+    panel.batch.setValue(2)
+    panel.device.setCurrentText("cpu")
+    panel.sample_every.setValue(2)
+    panel.name.setText("test avatars")
+    with qtbot.waitSignal(panel.model_added, timeout=300_000) as added:
+        panel.start()
+        qtbot.waitUntil(lambda: bool(panel.history), timeout=300_000)
+        assert window.isVisible()  # the GUI is alive while the trainer runs
+    entry = added.args[0]
+    assert entry.name == "test avatars" and entry.preset == "tiny" and entry.steps == 3
+    xs, ys = panel.history["G/total"]
+    assert xs == [1, 2, 3] and all(np.isfinite(ys))
+    assert panel.curves["G/total"].getData()[0].tolist() == [1, 2, 3]
+    assert panel.preview.image() is not None
+    qtbot.waitUntil(lambda: any(e.name == "test avatars" for e in window.models.entries), timeout=WAIT)
+    window.models.activate.emit(entry.path)
+    qtbot.waitUntil(lambda: window.model_info.path == entry.path, timeout=WAIT)
+
+
+def test_closing_during_training_asks_then_stops_with_a_checkpoint(qtbot, window, avatar_folder, home):
+    panel = window.training
+    qtbot.waitUntil(lambda: panel.base.count() > 0, timeout=WAIT)
+    panel.avatars.edit.setText(str(avatar_folder))
+    panel.steps.setValue(500)
+    panel.batch.setValue(2)
+    panel.device.setCurrentText("cpu")
+    panel.start()
+    qtbot.waitUntil(lambda: bool(panel.history), timeout=300_000)
+    window.confirm = lambda title, text: False
+    window.close()
+    assert window.isVisible() and panel.running  # the user said no: nothing stopped
+
+    panel.pause_button.setChecked(True)
+    assert panel.run.trainer._paused.is_set()
+    window.confirm = lambda title, text: True
+    window.close()
+    assert not panel.running
+    runs = list((home / "runs").glob("*/run.json"))
+    assert len(runs) == 1
+    state = json.loads(runs[0].read_text())
+    assert 1 <= state["step"] < 500  # stopped early, with a checkpoint to resume from
+    from xfavot_studio.training_panel import unfinished_runs
+
+    assert unfinished_runs(home / "runs")[0]["steps"] == 500
