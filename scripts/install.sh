@@ -36,5 +36,8 @@ PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip setuptools wheel
 # parallel-wavegan 0.6.1's setup.py imports pip, so it must build without isolation.
 $PIP install -q --no-build-isolation "parallel-wavegan==0.6.1"
-$PIP install -q -e ".[test]"
+$PIP install -q -e ".[test,eval]"
+# Resemblyzer (speaker similarity in `xfavot eval`) lists webrtcvad, an sdist that needs a C
+# compiler; the `eval` extra brings the prebuilt webrtcvad-wheels instead, so skip its deps.
+$PIP install -q --no-deps "resemblyzer==0.1.4"
 echo "XFaVoT Studio is installed in .venv"

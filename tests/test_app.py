@@ -389,3 +389,41 @@ def test_closing_during_training_asks_then_stops_with_a_checkpoint(qtbot, window
     from xfavot_studio.training_panel import unfinished_runs
 
     assert unfinished_runs(home / "runs")[0]["steps"] == 500
+
+
+def test_screenshot_option_writes_one_png_per_panel(qtbot, tiny_checkpoint, home, tmp_path):
+    from PIL import Image
+
+    from xfavot_studio import app
+
+    out = tmp_path / "shots"
+    assert app.main(["--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--screenshot", str(out)]) == 0
+    shots = sorted(out.glob("*.png"))
+    assert [p.name for p in shots] == ["1-face-from-voice.png", "2-voice-from-face.png", "3-latent.png",
+                                       "4-batch-export.png", "5-training.png", "6-models.png"]
+    pixels = [np.asarray(Image.open(p).convert("L"), dtype=np.float32) for p in shots]
+    assert all(p.shape == pixels[0].shape and p.std() > 5 for p in pixels)  # real content, not blank
+    assert not np.array_equal(pixels[0], pixels[2])
+
+
+def test_a_stopped_run_resumes_to_the_end(qtbot, window, avatar_folder, home):
+    panel = window.training
+    qtbot.waitUntil(lambda: panel.base.count() > 0, timeout=WAIT)
+    panel.avatars.edit.setText(str(avatar_folder))
+    panel.steps.setValue(8)
+    panel.batch.setValue(2)
+    panel.device.setCurrentText("cpu")
+    panel.name.setText("resumed")
+    panel.start()
+    qtbot.waitUntil(lambda: bool(panel.history), timeout=300_000)
+    panel.stop()
+    qtbot.waitUntil(lambda: not panel.running, timeout=300_000)
+    assert "can be resumed" in panel.state.text()
+    stopped_at = panel.progress.value()
+    assert panel.resumable.count() == 1 and panel.resume_button.isEnabled()
+    with qtbot.waitSignal(panel.model_added, timeout=300_000) as added:
+        panel.resume()
+    assert added.args[0].name == "resumed" and added.args[0].steps == 8
+    assert panel.history["G/total"][0][0] == stopped_at + 1  # continued, not restarted
+    qtbot.waitUntil(lambda: not panel.running, timeout=WAIT)
+    assert panel.resumable.count() == 0

@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (re-running resumes it)")
     _add_common(p)
 
+    p = sub.add_parser("eval", help="quality report of a model on a synthetic corpus's held-out speakers")
+    p.add_argument("--checkpoint", help="model to evaluate (default: the embedded model)")
+    p.add_argument("--corpus", required=True, help="synthetic corpus folder (its test speakers are used)")
+    p.add_argument("--out", required=True, metavar="DIR", help="report folder")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--retrieval-speakers", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+
     data = sub.add_parser("data", help="datasets: synthetic corpus, previews, attribute oracle")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     p = dsub.add_parser("synth", help="generate the synthetic paired face-voice corpus")
@@ -240,6 +248,15 @@ def _run_export(args) -> None:
     return 1 if summary.failed else 0
 
 
+def _run_eval(args) -> None:
+    from core.engine import resolve_checkpoint
+    from training.evaluate import evaluate, markdown
+
+    report = evaluate(resolve_checkpoint(args.checkpoint), args.corpus, args.out, args.device,
+                      args.retrieval_speakers, seed=args.seed)
+    print(markdown(report))
+
+
 def _run_init(args) -> None:
     import torch
 
@@ -404,7 +421,7 @@ def _run_attach_vocoder(args) -> None:
 
 
 COMMANDS = {"train": _run_train, "finetune": _run_finetune, "train-aux": _run_train_aux, "train-vocoder": _run_train_vocoder,
-            "attach-vocoder": _run_attach_vocoder, "init": _run_init, "info": _run_info, "sample": _run_sample, "export": _run_export, "bench": _run_bench, "data": _run_data}
+            "attach-vocoder": _run_attach_vocoder, "init": _run_init, "info": _run_info, "sample": _run_sample, "export": _run_export, "eval": _run_eval, "bench": _run_bench, "data": _run_data}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QKeySequence, QShortcut
+from PySide6.QtGui import QAction, QIcon, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QComboBox, QLabel, QMainWindow, QMessageBox, QProgressBar, QTabWidget, QToolBar,
                                QVBoxLayout, QWidget)
 
@@ -29,6 +29,7 @@ class MainWindow(QMainWindow):
         from core.engine import RESOURCES
 
         self.setWindowTitle(f"XFaVoT Studio {__version__}")
+        self.setWindowIcon(QIcon(str(RESOURCES / "icons" / "xfavot-studio.svg")))
         self.settings = app_settings.app_settings()
         self.worker = worker or EngineWorker()
         self.ctx = AppContext(self.worker, self.settings, RESOURCES / "samples", window=self)

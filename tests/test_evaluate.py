@@ -1,0 +1,51 @@
+"""`xfavot eval`: the report runs end to end on a small corpus and a tiny model, with sane numbers."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import SR
+from training.data import synth
+from training.evaluate import syllable_rate, word_errors
+from xfavot_studio import cli
+
+
+@pytest.fixture(scope="module")
+def eval_corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "corpus"
+    synth.synthesize_corpus(out, synth.SynthOptions(speakers=12, utts=3, faces=3, seed=11, engines=("espeak",),
+                                                    test_fraction=0.3, kind_mix=(1, 0, 0)),
+                            workers=1, progress=False)
+    return out
+
+
+def test_word_errors():
+    assert word_errors("The cat sat.", "the cat sat") == (0, 3)
+    assert word_errors("the cat sat", "a cat") == (2, 3)
+
+
+def test_syllable_rate_tracks_syllables():
+    t = np.arange(int(2.0 * SR)) / SR
+    voiced = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 12))  # a steady vowel
+    slow = 0.2 * voiced * (0.5 + 0.5 * np.sin(2 * np.pi * 2 * t)) ** 2       # 2 syllables / s
+    fast = 0.2 * voiced * (0.5 + 0.5 * np.sin(2 * np.pi * 5 * t)) ** 2       # 5 syllables / s
+    assert 1.5 < syllable_rate(slow.astype(np.float32)) < 2.5
+    assert 4.5 < syllable_rate(fast.astype(np.float32)) < 5.5
+
+
+def test_eval_report(eval_corpus, tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert cli.main(["eval", "--checkpoint", str(tiny_checkpoint), "--corpus", str(eval_corpus),
+                     "--out", str(out), "--retrieval-speakers", "3"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    v2f = report["voice_to_face"]
+    assert v2f["ceiling_real_renders"]["mean"] == 1.0  # the oracle reads real renders perfectly
+    for key in ("generated", "floor_source_unchanged", "floor_random_reference"):
+        assert 0.0 <= v2f[key]["mean"] <= 1.0
+    assert set(report["retrieval"]) == {"3_speakers", f"{report['held_out_speakers']}_speakers"}
+    assert report["retrieval"]["3_speakers"]["chance_top1"] == pytest.approx(1 / 3)
+    f2v = report["face_to_voice"]
+    assert np.isfinite(f2v["f0_rel_error"]) and np.isfinite(f2v["f0_rel_error_source_floor"])
+    assert report["diversity"]["references"] == report["held_out_speakers"] - 1
+    assert (out / "contact-sheet.png").is_file() and list(out.glob("*-voice-from-face-*.wav"))
+    assert "Voice -> face" in capsys.readouterr().out

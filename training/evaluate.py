@@ -1,0 +1,281 @@
+"""`xfavot eval`: quality of a model on the held-out (test) speakers of a synthetic corpus.
+
+    xfavot eval --checkpoint CKPT --corpus DIR --out REPORT_DIR
+
+Writes report.json, report.md, contact-sheet.png (source | reference speaker | output) and a few
+WAVs. What is measured, each next to its ceiling or floor:
+- voice -> face: the attribute oracle's reading of generated faces vs the reference speaker's true
+  voice-linked attributes; ceiling = the oracle on that speaker's real renders; floors = the source
+  face unchanged, and a random (wrong) reference voice.
+- face -> voice: mean F0 and syllable rate of the converted voice vs the reference speaker's real
+  utterances (relative error; the unconverted source as the floor), and d-vector similarity.
+- one-shot voice -> voice: d-vector similarity to the reference and to the source speaker.
+- content kept: WER (pocketsphinx's bundled English model) of converted vs unconverted speech.
+- retrieval: voice style vectors matched to face style vectors among N held-out speakers.
+- diversity: mean pairwise distance of faces made from one source with 10 references.
+Speaker similarity uses Resemblyzer's d-vector (its weights ship in the wheel). Both it and
+pocketsphinx are optional: without them those rows say why they are missing.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from core import audio
+from core.engine import Engine
+from core.errors import UserError
+
+from .data.datasets import load_synthetic
+from .data.synth import load_manifest
+from .oracle import ground_truth, load_oracle, predict
+
+log = logging.getLogger(__name__)
+ATTRIBUTES = ("gender", "age", "build", "energy")
+
+
+# -- measurements on waveforms ----------------------------------------------------------------
+def mean_f0(wav: np.ndarray) -> float:
+    from .auxiliary import f0_targets
+
+    f0, voiced = f0_targets(wav)
+    return float(np.median(f0[voiced])) if voiced.any() else float("nan")
+
+
+def syllable_rate(wav: np.ndarray) -> float:
+    """Syllable nuclei per second: peaks of the smoothed voiced-band energy envelope."""
+    import scipy.signal
+
+    env = np.abs(scipy.signal.hilbert(scipy.signal.sosfiltfilt(
+        scipy.signal.butter(4, [300, 2500], btype="band", fs=audio.SAMPLE_RATE, output="sos"), wav)))
+    env = scipy.signal.resample_poly(env, 1, 240)  # 100 Hz
+    env = np.convolve(env, np.hanning(9) / np.hanning(9).sum(), mode="same")
+    peaks, _ = scipy.signal.find_peaks(env, height=0.25 * env.max(), distance=10, prominence=0.1 * env.max())
+    return len(peaks) / (wav.size / audio.SAMPLE_RATE)
+
+
+class SpeakerEmbedder:
+    """Resemblyzer's d-vector (GE2E), or None with the reason."""
+
+    def __init__(self):
+        self.reason = ""
+        try:
+            from resemblyzer import VoiceEncoder
+
+            self.encoder = VoiceEncoder("cpu", verbose=False)
+        except Exception as exc:  # not installed, or its import fails
+            self.encoder, self.reason = None, f"Resemblyzer unavailable ({type(exc).__name__}: {exc})"
+
+    def __call__(self, wav: np.ndarray) -> np.ndarray:
+        emb = self.encoder.embed_utterance(audio.resample(wav, audio.SAMPLE_RATE, 16000).astype(np.float32))
+        return emb / np.linalg.norm(emb)
+
+
+class Recognizer:
+    """pocketsphinx with its bundled US-English model, or None with the reason."""
+
+    def __init__(self):
+        self.reason = ""
+        try:
+            from pocketsphinx import Decoder
+
+            self.decoder = Decoder(samprate=16000, logfn="/dev/null")
+        except Exception as exc:
+            self.decoder, self.reason = None, f"pocketsphinx unavailable ({type(exc).__name__}: {exc})"
+
+    def __call__(self, wav: np.ndarray) -> str:
+        pcm = (np.clip(audio.resample(wav, audio.SAMPLE_RATE, 16000), -1, 1) * 32767).astype(np.int16)
+        self.decoder.start_utt()
+        self.decoder.process_raw(pcm.tobytes(), full_utt=True)
+        self.decoder.end_utt()
+        hyp = self.decoder.hyp()
+        return hyp.hypstr if hyp else ""
+
+
+def word_errors(ref: str, hyp: str) -> tuple[int, int]:
+    """(edit distance in words, reference length), case and punctuation ignored."""
+    clean = lambda s: "".join(c.lower() if c.isalnum() or c == "'" else " " for c in s).split()  # noqa: E731
+    r, h = clean(ref), clean(hyp)
+    d = np.arange(len(h) + 1)
+    for i, rw in enumerate(r, 1):
+        prev, d[0] = d.copy(), i
+        for j, hw in enumerate(h, 1):
+            d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (rw != hw))
+    return int(d[len(h)]), len(r)
+
+
+# -- the evaluation -----------------------------------------------------------------------------
+def _accuracy(preds: list[dict], truths: list[dict]) -> dict[str, float]:
+    out = {a: float(np.mean([p[a] == t[a] for p, t in zip(preds, truths)])) for a in ATTRIBUTES}
+    out["mean"] = float(np.mean([out[a] for a in ATTRIBUTES]))
+    return out
+
+
+def _rel(a: float, b: float) -> float:
+    return abs(a - b) / b
+
+
+def evaluate(checkpoint: str | Path, corpus: str | Path, out: str | Path, device: str = "cpu",
+             retrieval_speakers: int = 8, sources_per_reference: int = 4, seed: int = 0) -> dict:
+    from PIL import Image
+
+    start = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_synthetic(corpus)
+    truth = ground_truth(load_manifest(Path(corpus)))
+    test = [s for s in data.speakers if s.split == "test" and s.faces and s.voices]
+    if len(test) < 3:
+        raise UserError(f"{corpus} has {len(test)} held-out (test) paired speakers; evaluation needs at least 3")
+    rng = np.random.default_rng(seed)
+    engine = Engine(align_faces=False)
+    info = engine.load(checkpoint, device)
+    oracle = load_oracle()
+    report: dict = {"checkpoint": str(checkpoint), "model": {"preset": info.preset, "steps": info.steps,
+                                                             "vocoder": info.vocoder},
+                    "corpus": str(corpus), "held_out_speakers": len(test), "seed": seed}
+
+    # voice -> face ------------------------------------------------------------------------
+    preds, truths, floor_src, floor_rand, ceiling = [], [], [], [], []
+    sheet_rows = []
+    for i, ref in enumerate(test):
+        others = [s for s in test if s is not ref]
+        sources = [others[(i + k) % len(others)].faces[0] for k in range(sources_per_reference)]
+        made = engine.face_from_voice(sources, ref.voices[0], ref.gender)
+        preds += predict(oracle, made)
+        truths += [truth[ref.id]] * len(made)
+        floor_src += predict(oracle, [Image.open(p) for p in sources])
+        wrong = others[int(rng.integers(len(others)))]
+        floor_rand += predict(oracle, engine.face_from_voice(sources, wrong.voices[0], wrong.gender))
+        ceiling += predict(oracle, [Image.open(p) for p in ref.faces[:sources_per_reference]])
+        if len(sheet_rows) < 8:
+            sheet_rows.append((Image.open(sources[0]), Image.open(ref.faces[0]), made[0]))
+    ceiling_truth = [truth[s.id] for s in test for _ in range(min(sources_per_reference, len(s.faces)))]
+    v2f = {"generated": _accuracy(preds, truths), "ceiling_real_renders": _accuracy(ceiling, ceiling_truth),
+           "floor_source_unchanged": _accuracy(floor_src, truths), "floor_random_reference": _accuracy(floor_rand, truths)}
+    v2f["ratio_to_ceiling"] = v2f["generated"]["mean"] / max(v2f["ceiling_real_renders"]["mean"], 1e-9)
+    report["voice_to_face"] = v2f
+    _contact_sheet(sheet_rows, info, out / "contact-sheet.png")
+
+    # face -> voice and voice -> voice -------------------------------------------------------------
+    embed, asr = SpeakerEmbedder(), Recognizer()
+    rows = []
+    for i, ref in enumerate(test):
+        src = test[(i + 1) % len(test)]
+        src_wav = audio.load_audio(src.voices[0])
+        from_face = engine.voice_from_face(src_wav, ref.faces[0], ref.gender)
+        from_voice = engine.voice_from_voice(src_wav, ref.voices[-1], ref.gender)
+        real = [audio.load_audio(p) for p in ref.voices[:3]]
+        row = {"reference": ref.id, "source": src.id,
+               "f0_ref": float(np.nanmean([mean_f0(w) for w in real])), "f0_src": mean_f0(src_wav),
+               "f0_conv": mean_f0(from_face), "rate_ref": float(np.mean([syllable_rate(w) for w in real])),
+               "rate_src": syllable_rate(src_wav), "rate_conv": syllable_rate(from_face)}
+        if embed.encoder is not None:
+            ref_emb = np.mean([embed(w) for w in real], axis=0)
+            src_emb = np.mean([embed(audio.load_audio(p)) for p in src.voices[1:4] or src.voices], axis=0)
+            cos = lambda a, b: float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))  # noqa: E731
+            row.update(sim_face2voice_ref=cos(embed(from_face), ref_emb), sim_src_ref=cos(embed(src_wav), ref_emb),
+                       sim_vc_ref=cos(embed(from_voice), ref_emb), sim_vc_src=cos(embed(from_voice), src_emb))
+        if asr.decoder is not None:
+            row["wer_conv"] = word_errors(src.texts[0], asr(from_voice))
+            row["wer_src"] = word_errors(src.texts[0], asr(src_wav))
+        rows.append(row)
+        if i < 3:
+            audio.save_audio(out / f"{i}-source-{src.id}.wav", src_wav)
+            audio.save_audio(out / f"{i}-voice-from-face-{ref.id}.wav", from_face)
+            audio.save_audio(out / f"{i}-voice-from-voice-{ref.id}.wav", from_voice)
+            Image.open(ref.faces[0]).save(out / f"{i}-reference-face-{ref.id}.png")
+    mean = lambda key: float(np.nanmean([r[key] for r in rows]))  # noqa: E731
+    f2v = {"f0_rel_error": float(np.nanmean([_rel(r["f0_conv"], r["f0_ref"]) for r in rows])),
+           "f0_rel_error_source_floor": float(np.nanmean([_rel(r["f0_src"], r["f0_ref"]) for r in rows])),
+           "rate_rel_error": float(np.mean([_rel(r["rate_conv"], r["rate_ref"]) for r in rows])),
+           "rate_rel_error_source_floor": float(np.mean([_rel(r["rate_src"], r["rate_ref"]) for r in rows]))}
+    vc: dict = {}
+    if embed.encoder is not None:
+        f2v.update(speaker_similarity=mean("sim_face2voice_ref"), speaker_similarity_source_floor=mean("sim_src_ref"))
+        vc.update(similarity_to_reference=mean("sim_vc_ref"), similarity_to_source=mean("sim_vc_src"))
+    else:
+        f2v["speaker_similarity"] = vc["similarity"] = embed.reason
+    if asr.decoder is not None:
+        errs = lambda key: sum(r[key][0] for r in rows) / max(sum(r[key][1] for r in rows), 1)  # noqa: E731
+        vc.update(wer_converted=errs("wer_conv"), wer_source=errs("wer_src"))
+        vc["wer_ratio"] = vc["wer_converted"] / max(vc["wer_source"], 1e-9)
+    else:
+        vc["wer"] = asr.reason
+    report["face_to_voice"], report["voice_to_voice"] = f2v, vc
+    report["per_speaker"] = rows
+
+    # retrieval and diversity ------------------------------------------------------------------
+    report["retrieval"] = {f"{n}_speakers": _retrieval(engine, test[:n]) for n in sorted({min(retrieval_speakers, len(test)), len(test)})}
+    source = test[0].faces[0]
+    refs = [s.voices[0] for s in test[1:11]]
+    faces = [engine.face_from_voice(source, v) for v in refs]
+    arr = np.stack([np.asarray(f, dtype=np.float32) / 255 for f in faces])
+    dists = [np.abs(arr[a] - arr[b]).mean() for a in range(len(arr)) for b in range(a + 1, len(arr))]
+    attrs = {tuple(p.values()) for p in predict(oracle, faces)}
+    report["diversity"] = {"mean_pairwise_pixel_l1": float(np.mean(dists)), "references": len(refs),
+                           "distinct_oracle_attribute_sets": len(attrs),
+                           "note": "pixel L1 in [0,1]; LPIPS needs backbone weights that cannot be downloaded offline"}
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    (out / "report.md").write_text(markdown(report))
+    return report
+
+
+def _retrieval(engine: Engine, speakers) -> dict:
+    """Top-1/top-5 of each speaker's voice style finding their own face style (cosine)."""
+    face = np.stack([np.mean([engine.style_of_face(p, s.gender).vector for p in s.faces[:3]], 0) for s in speakers])
+    voice = np.stack([np.mean([engine.style_of_voice(p, s.gender).vector for p in s.voices[:3]], 0) for s in speakers])
+    face /= np.linalg.norm(face, axis=1, keepdims=True)
+    voice /= np.linalg.norm(voice, axis=1, keepdims=True)
+    ranks = np.argsort(-(voice @ face.T), axis=1)
+    hits = [list(r).index(i) for i, r in enumerate(ranks)]
+    return {"top1": float(np.mean([h < 1 for h in hits])), "top5": float(np.mean([h < 5 for h in hits])),
+            "chance_top1": 1 / len(speakers)}
+
+
+def _contact_sheet(rows, info, path: Path) -> None:
+    from PIL import Image, ImageDraw
+
+    size = 128
+    sheet = Image.new("RGB", (3 * size, 24 + len(rows) * size), "white")
+    draw = ImageDraw.Draw(sheet)
+    for c, title in enumerate(("source", "reference speaker", "output")):
+        draw.text((c * size + 6, 6), title, fill="black")
+    for r, images in enumerate(rows):
+        for c, img in enumerate(images):
+            sheet.paste(img.convert("RGB").resize((size, size)), (c * size, 24 + r * size))
+    sheet.save(path)
+
+
+def markdown(r: dict) -> str:
+    v2f, f2v, vc = r["voice_to_face"], r["face_to_voice"], r["voice_to_voice"]
+    pct = lambda x: f"{100 * x:.1f} %" if isinstance(x, float) else str(x)  # noqa: E731
+    lines = [f"# Evaluation of {Path(r['checkpoint']).name}", "",
+             f"Model: {r['model']['preset']} preset, {r['model']['steps']} steps, vocoder {r['model']['vocoder']}. "
+             f"Corpus: {r['corpus']} ({r['held_out_speakers']} held-out speakers). {r['seconds']} s.", "",
+             "## Voice -> face (attribute oracle accuracy)", "",
+             "| | " + " | ".join(ATTRIBUTES) + " | mean |", "|---" * (len(ATTRIBUTES) + 2) + "|"]
+    for key in ("generated", "ceiling_real_renders", "floor_source_unchanged", "floor_random_reference"):
+        lines.append(f"| {key} | " + " | ".join(pct(v2f[key][a]) for a in ATTRIBUTES) + f" | {pct(v2f[key]['mean'])} |")
+    lines += ["", f"Generated / ceiling: {v2f['ratio_to_ceiling']:.2f} (target >= 0.90).", "",
+              "## Face -> voice", "", "| measure | converted | source (floor) |", "|---|---|---|",
+              f"| F0 relative error | {pct(f2v['f0_rel_error'])} | {pct(f2v['f0_rel_error_source_floor'])} |",
+              f"| syllable-rate relative error | {pct(f2v['rate_rel_error'])} | {pct(f2v['rate_rel_error_source_floor'])} |"]
+    if isinstance(f2v.get("speaker_similarity"), float):
+        lines.append(f"| d-vector similarity to reference | {f2v['speaker_similarity']:.3f} | "
+                     f"{f2v['speaker_similarity_source_floor']:.3f} |")
+    lines += ["", "## Voice -> voice (one-shot)", ""]
+    for key, value in vc.items():
+        lines.append(f"- {key}: {value:.3f}" if isinstance(value, float) else f"- {key}: {value}")
+    lines += ["", "## Retrieval (voice style -> face style)", ""]
+    for key, value in r["retrieval"].items():
+        lines.append(f"- {key}: top-1 {pct(value['top1'])}, top-5 {pct(value['top5'])} (chance {pct(value['chance_top1'])})")
+    d = r["diversity"]
+    lines += ["", "## Diversity", "", f"- mean pairwise pixel L1 over {d['references']} references: "
+              f"{d['mean_pairwise_pixel_l1']:.4f}; distinct oracle attribute sets: {d['distinct_oracle_attribute_sets']}",
+              f"- {d['note']}", "", "![contact sheet](contact-sheet.png)", ""]
+    return "\n".join(lines)
