@@ -161,9 +161,10 @@ def device_combo(ctx: AppContext, kind: str) -> QComboBox:
 class PlayButton(QPushButton):
     """Plays whatever `source()` returns (samples at 24 kHz) on the chosen output device."""
 
-    def __init__(self, ctx: AppContext, source, text: str = "▶ Play"):
+    def __init__(self, ctx: AppContext, source, text: str = "▶ Play", lazy: bool = False):
         super().__init__(text)
         self.ctx, self.source = ctx, source
+        self.lazy = lazy  # source() may return None while it makes the audio (and plays it when ready)
         reason = audio_io.unavailable_reason("output")
         self.setEnabled(not reason)
         self.setToolTip(reason or "Play (Space)")
@@ -172,7 +173,7 @@ class PlayButton(QPushButton):
     def play(self) -> None:
         samples = self.source()
         if samples is None or not len(samples):
-            self.ctx.status("Nothing to play yet")
+            self.ctx.status("Making the voice; it plays when ready" if self.lazy else "Nothing to play yet")
             return
         device = self.ctx.settings.value("audio/output")
         index = next((i for i, name in audio_io.devices("output") if name == device), None)
