@@ -128,3 +128,26 @@ def test_invalid_config_in_header(tmp_path, tiny_checkpoint):
     header["config"]["mel_frontend"] = "mp3"
     checkpoint.save_tensors(tmp_path / "bad.safetensors", load_file(str(tiny_checkpoint)), header)
     load_error(tmp_path / "bad.safetensors", "invalid model config")
+
+
+def test_export_inference_keeps_what_the_engine_needs(tmp_path):
+    import torch
+
+    from core import checkpoint, config, model
+
+    cfg = config.preset("tiny")
+    nets = model.build_networks(cfg)
+    trained = tmp_path / "trained.safetensors"
+    extra = {"train.generator_image.x": torch.zeros(2), "optim.g.0.exp_avg": torch.zeros(2)}
+    checkpoint.save_model(trained, nets, cfg, {"steps": 7, "optimizers": {"g": 1}}, extra=extra)
+    base = tmp_path / "base.safetensors"
+    checkpoint.save_model(base, {}, cfg, {"vocoder": {"kind": "hifigan"}}, extra={"vocoder.w": torch.ones(3)})
+    out = tmp_path / "shipped.safetensors"
+    header = checkpoint.export_inference(trained, out, vocoder_from=base, dtype=torch.float16, meta={"name": "x"})
+    tensors, _ = checkpoint.load_tensors(out)
+    assert set(header["modules"]) == set(checkpoint.SHIPPED_MODULES)
+    assert not any(k.startswith(("train.", "optim.", "discriminator_audio.", "content.")) for k in tensors)
+    assert tensors["vocoder.w"].dtype == torch.float16 and header["meta"]["vocoder"] == {"kind": "hifigan"}
+    assert header["meta"]["steps"] == 7 and header["meta"]["name"] == "x" and "optimizers" not in header["meta"]
+    loaded, _, _, _ = checkpoint.load_model(out)
+    assert set(loaded) == set(checkpoint.SHIPPED_MODULES)
