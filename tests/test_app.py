@@ -427,3 +427,24 @@ def test_a_stopped_run_resumes_to_the_end(qtbot, window, avatar_folder, home):
     assert panel.history["G/total"][0][0] == stopped_at + 1  # continued, not restarted
     qtbot.waitUntil(lambda: not panel.running, timeout=WAIT)
     assert panel.resumable.count() == 0
+
+
+def test_drag_and_drop_of_faces_and_voices(qtbot, window, media):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    def drop(widget, path):
+        mime = QMimeData()
+        mime.setUrls([QUrl.fromLocalFile(str(path))])
+        event = QDropEvent(QPointF(5, 5), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+        widget.dropEvent(event)
+
+    drop(window.face.sources, faces()[3])
+    assert window.face.sources.paths() == [str(faces()[3])]
+    drop(window.voice.ref_face, faces()[4])
+    assert window.voice.ref_face.path == str(faces()[4])
+    drop(window.voice.source, media / "voice2.wav")
+    wait_idle(qtbot, window)
+    assert window.voice.source.label == "voice2.wav"
+    drop(window.voice.ref_face, media / "voice2.wav")  # a sound dropped on a face slot is ignored
+    assert window.voice.ref_face.path == str(faces()[4])
