@@ -34,26 +34,26 @@ def _median_seconds(fn, repeats: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
-def bench_preset(preset: str, device: str, batch_sizes: list[int], repeats: int, seconds: float) -> list[dict]:
-    cfg = config.preset(preset)
-    torch.manual_seed(0)
-    nets = model.build_networks(cfg)
-    params = {name: model.count_parameters(nets[name]) for name in model.EMA_MODULES}
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{preset}.safetensors"
-        checkpoint.save_model(path, {k: nets[k] for k in (*Engine.INFERENCE_MODULES, "discriminator_image",
-                                                          "classifier_audio")}, cfg)
-        del nets
-        engine = Engine(batch_size=max(batch_sizes), align_faces=False)
-        start = time.perf_counter()
-        engine.load(path, device)
-        load_s = time.perf_counter() - start
-    dev = engine.device
+def _peak_memory_mb(device: torch.device) -> float:
+    """Peak memory so far: CUDA allocator peak, or the process's peak RSS on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _bench_engine(engine: Engine, label: str, batch_sizes: list[int], repeats: int, seconds: float,
+                  load_s: float) -> list[dict]:
+    cfg, dev = engine.cfg, engine.device
+    params = {name: model.count_parameters(engine.nets[name]) for name in model.EMA_MODULES}
     rng = np.random.default_rng(0)
     face = Image.fromarray(rng.integers(0, 255, (cfg.img_size, cfg.img_size, 3), dtype=np.uint8))
     t = np.arange(int(seconds * 24000)) / 24000
     voice = (0.3 * np.sin(2 * np.pi * 140 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
     style = engine.sample_style("female", 0)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
     rows = []
     for bs in batch_sizes:
         faces, voices = [face] * bs, [voice] * bs
@@ -66,38 +66,109 @@ def bench_preset(preset: str, device: str, batch_sizes: list[int], repeats: int,
         }
         for task, fn in tasks.items():
             med = _median_seconds(fn, repeats, dev)
-            row = dict(preset=preset, device=str(dev), task=task, batch=bs, median_ms=med * 1000,
+            row = dict(preset=label, device=str(dev), task=task, batch=bs, median_ms=med * 1000,
                        per_item_ms=med * 1000 / bs, load_s=load_s, params_m=sum(params.values()) / 1e6)
             if task == "voice_from_style":
                 row["rtf"] = med / (seconds * bs)
             rows.append(row)
-    rows.append(dict(preset=preset, device=str(dev), task="(parameters)", batch=0, median_ms=0.0, per_item_ms=0.0,
-                     load_s=load_s, params_m=sum(params.values()) / 1e6,
+    rows.append(dict(preset=label, device=str(dev), task="(parameters)", batch=0, median_ms=0.0, per_item_ms=0.0,
+                     load_s=load_s, params_m=sum(params.values()) / 1e6, peak_mb=_peak_memory_mb(dev),
+                     vocoder=engine.vocoder.description,
                      detail=", ".join(f"{k} {v / 1e6:.2f}M" for k, v in params.items())))
     return rows
 
 
-def print_table(rows: list[dict], vocoder: str) -> None:
+def bench_checkpoint(path: str | Path, device: str, batch_sizes: list[int], repeats: int, seconds: float) -> list[dict]:
+    """A real (e.g. the embedded, trained) model with its own vocoder."""
+    engine = Engine(batch_size=max(batch_sizes), align_faces=False)
+    start = time.perf_counter()
+    engine.load(path, device)
+    load_s = time.perf_counter() - start
+    return _bench_engine(engine, Path(path).stem[:7], batch_sizes, repeats, seconds, load_s)
+
+
+def bench_preset(preset: str, device: str, batch_sizes: list[int], repeats: int, seconds: float) -> list[dict]:
+    """An untrained model of a preset (latency does not depend on training), Griffin-Lim vocoder."""
+    cfg = config.preset(preset)
+    torch.manual_seed(0)
+    nets = model.build_networks(cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{preset}.safetensors"
+        checkpoint.save_model(path, {k: nets[k] for k in checkpoint.SHIPPED_MODULES}, cfg)
+        del nets
+        return bench_checkpoint(path, device, batch_sizes, repeats, seconds)
+
+
+@torch.inference_mode()
+def bench_reference(device: str, batch_sizes: list[int], repeats: int, seconds: float) -> list[dict]:
+    """Generator forward passes of the paper's tables (ours) next to the official code's
+    architectures at the same channel counts (config.REFERENCE_ARCHITECTURES), same inputs."""
+    from .engine import resolve_device
+
+    dev = resolve_device(device)
+    paper = config.preset("paper")
+    frames = int(seconds * 24000) // 300 // 4 * 4
+    rows = []
+    for name, overrides in config.REFERENCE_ARCHITECTURES.items():
+        image = "img_down_blocks" in overrides
+        torch.manual_seed(0)
+        ours = (model.ImageGenerator if image else model.AudioGenerator)(paper).to(dev).eval()
+        ref = (model.ImageGenerator if image else model.AudioGenerator)(config.preset("paper", **overrides)).to(dev).eval()
+        for bs in batch_sizes:
+            s = torch.randn(bs, paper.style_dim, device=dev)
+            if image:
+                x = torch.randn(bs, 3, paper.img_size, paper.img_size, device=dev)
+                args = (x, s)
+            else:
+                x = torch.randn(bs, 1, paper.n_mels, frames, device=dev)
+                f0 = torch.randn(bs, paper.f0_channels, paper.n_mels // 8, frames, device=dev)
+                args = (x, s, f0)
+            t_ours = _median_seconds(lambda: ours(*args), repeats, dev)
+            t_ref = _median_seconds(lambda: ref(*args), repeats, dev)
+            rows.append(dict(reference=name, device=str(dev), batch=bs, ours_ms=t_ours * 1000, ref_ms=t_ref * 1000,
+                             ratio=t_ours / t_ref, ours_params_m=model.count_parameters(ours) / 1e6,
+                             ref_params_m=model.count_parameters(ref) / 1e6))
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}; vocoder: {vocoder}")
-    print(f"{'preset':<7} {'device':<7} {'task':<17} {'batch':>5} {'median ms':>11} {'ms/item':>9} {'RTF':>7}")
+          f"torch {torch.__version__}")
+    print(f"{'model':<7} {'device':<7} {'task':<17} {'batch':>5} {'median ms':>11} {'ms/item':>9} {'RTF':>7}")
     for r in rows:
         if r["task"] == "(parameters)":
             print(f"{r['preset']:<7} {r['device']:<7} params (G+E+M) {r['params_m']:.2f} M: {r['detail']}; "
-                  f"model load {r['load_s']:.2f} s")
+                  f"load {r['load_s']:.2f} s; peak memory {r['peak_mb']:.0f} MiB; vocoder {r['vocoder']}")
             continue
         rtf = f"{r['rtf']:.3f}" if "rtf" in r else ""
         print(f"{r['preset']:<7} {r['device']:<7} {r['task']:<17} {r['batch']:>5} {r['median_ms']:>11.1f} "
               f"{r['per_item_ms']:>9.1f} {rtf:>7}")
 
 
-def main(presets=("small",), devices=("cpu",), batch_sizes=(1, 16), repeats=3, seconds=3.0) -> list[dict]:
-    rows = []
+def print_reference_table(rows: list[dict]) -> None:
+    print("generator forward, paper sizes: ours (Tables 6-7) vs the official code's architecture")
+    print(f"{'reference':<42} {'device':<7} {'batch':>5} {'ours ms':>9} {'ref ms':>9} {'ours/ref':>9} "
+          f"{'params ours/ref (M)':>20}")
+    for r in rows:
+        print(f"{r['reference']:<42} {r['device']:<7} {r['batch']:>5} {r['ours_ms']:>9.1f} {r['ref_ms']:>9.1f} "
+              f"{r['ratio']:>9.2f} {r['ours_params_m']:>9.2f} / {r['ref_params_m']:.2f}")
+
+
+def main(presets=("small",), devices=("cpu",), batch_sizes=(1, 16), repeats=3, seconds=3.0,
+         checkpoints=(), reference=False) -> list[dict]:
+    rows, ref_rows = [], []
     for device in devices:
         if device == "cuda" and not torch.cuda.is_available():
             print("cuda: not available on this machine, skipped")
             continue
+        for path in checkpoints:
+            rows += bench_checkpoint(path, device, list(batch_sizes), repeats, seconds)
         for preset in presets:
             rows += bench_preset(preset, device, list(batch_sizes), repeats, seconds)
-    print_table(rows, "Griffin-Lim (untrained models carry no neural vocoder)")
-    return rows
+        if reference:
+            ref_rows += bench_reference(device, list(batch_sizes), repeats, seconds)
+    print_table(rows)
+    if ref_rows:
+        print()
+        print_reference_table(ref_rows)
+    return rows + ref_rows

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 GENDERS = ("female", "male")
@@ -23,10 +24,12 @@ class ModelConfig:
     img_size: int = 128
     img_dim_in: int = 32
     img_max_dim: int = 128
+    img_down_blocks: int = 4          # Table 6: four (to H/16); StarGANv2's code at 128 px uses three
     # audio side (StarGANv2-VC) on 80-band log-mels
     n_mels: int = 80
     audio_dim_in: int = 16
     audio_max_dim: int = 128
+    audio_f0_block: bool = False      # StarGANv2-VC's code: one more AdaIN block (mid -> max) before upsampling
     # mapping network: shared MLP + one head per domain (2 genders + N speakers)
     map_hidden: int = 256
     map_shared_layers: int = 4
@@ -86,6 +89,8 @@ class ModelConfig:
             raise ValueError("img_size must be a power of two >= 32")
         if self.n_mels != 80:
             raise ValueError("the audio networks are built for 80 mel bands")
+        if not 1 <= self.img_down_blocks <= math.log2(self.img_size) - 2:
+            raise ValueError("img_down_blocks must leave the bottleneck at least 4x4")
 
 
 PRESETS: dict[str, dict] = {
@@ -105,6 +110,14 @@ PRESETS: dict[str, dict] = {
         jdc_width=4, content_dim=32, content_layers=1,
         speakers=tuple(f"spk{i:03d}" for i in range(4)),
     ),
+}
+
+
+# The official code's generators where they differ from the paper's tables, at the same channel
+# counts: for side-by-side benchmarks (core/bench.py), not for training.
+REFERENCE_ARCHITECTURES = {
+    "StarGANv2 G_I (128 px, 3 down blocks)": dict(img_down_blocks=3),
+    "StarGANv2-VC G_A (extra F0 AdaIN block)": dict(audio_f0_block=True),
 }
 
 

@@ -134,11 +134,12 @@ def pick_domain(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 class ImageGenerator(nn.Module):
-    """G_I (Table 6): 1x1 stem, 4 IN down blocks, 2 IN + 2 AdaIN blocks at H/16, 4 AdaIN up blocks."""
+    """G_I (Table 6): 1x1 stem, 4 IN down blocks, 2 IN + 2 AdaIN blocks at H/16, 4 AdaIN up blocks.
+    (cfg.img_down_blocks = 3 gives StarGANv2's own 128-px generator, for reference benchmarks.)"""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        dims = channel_ladder(cfg.img_dim_in, cfg.img_max_dim, 4)  # paper: 128, 256, 512, 512, 512
+        dims = channel_ladder(cfg.img_dim_in, cfg.img_max_dim, cfg.img_down_blocks)  # paper: 128, 256, 512, 512, 512
         self.from_rgb = nn.Conv2d(3, dims[0], 1, 1, 0)
         self.encode = nn.ModuleList(ResBlk(a, b, normalize=True, down="half") for a, b in zip(dims, dims[1:]))
         self.encode.extend(ResBlk(dims[-1], dims[-1], normalize=True) for _ in range(2))
@@ -177,7 +178,10 @@ class AudioGenerator(nn.Module):
         self.encode.extend(ResBlk(dims[-1], dims[-1], normalize=True) for _ in range(2))
         self.f0_conv = ResBlk(cfg.f0_channels, f0_dim, normalize=True, down="half")
         self.decode = nn.ModuleList(AdainResBlk(mid, mid, cfg.style_dim) for _ in range(2))
-        # up path mirrors the down path; its first block also folds the F0 channels back in
+        if cfg.audio_f0_block:  # the reference code folds the F0 channels back in a block of its own
+            self.decode.append(AdainResBlk(mid, dims[-1], cfg.style_dim))
+            mid = dims[-1]
+        # up path mirrors the down path; its first block also folds the F0 channels back in (Table 7)
         rev = [mid] + dims[::-1][1:]
         ups = AUDIO_RESAMPLING[::-1]
         self.decode.extend(AdainResBlk(a, b, cfg.style_dim, up=how) for a, b, how in zip(rev, rev[1:], ups))

@@ -148,3 +148,21 @@ def test_content_net_shapes():
     mel = torch.randn(2, 1, 80, 101)
     assert net.get_feature(mel).shape == (2, 32, 51)
     assert net(mel).shape == (2, 51, 50)
+
+
+def test_reference_architectures_match_the_official_code_sizes():
+    """The official code's generators (config.REFERENCE_ARCHITECTURES) land on the design notes'
+    counts: StarGANv2 G at 128 px 33.6 M (three down blocks), StarGANv2-VC G 46.0 M (extra F0 block)."""
+    from core import config, model
+
+    image = model.ImageGenerator(config.preset("paper", img_down_blocks=3))
+    voice = model.AudioGenerator(config.preset("paper", audio_f0_block=True))
+    assert round(model.count_parameters(image) / 1e6, 1) == 33.6
+    assert round(model.count_parameters(voice) / 1e6, 1) == 46.0
+    tiny = config.preset("tiny", img_down_blocks=3, audio_f0_block=True)
+    g_i, g_a = model.ImageGenerator(tiny), model.AudioGenerator(tiny)
+    x = torch.randn(2, 3, 64, 64)
+    assert g_i(x, torch.randn(2, tiny.style_dim)).shape == x.shape
+    mel = torch.randn(1, 1, 80, 96)
+    f0 = torch.randn(1, tiny.f0_channels, 10, 96)
+    assert g_a(mel, torch.randn(1, tiny.style_dim), f0).shape == mel.shape
