@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QIcon, QImage
+from PySide6.QtGui import QIcon, QImage, QPainter
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget,
                                QListWidgetItem, QMenu, QPushButton, QTabWidget, QToolButton, QVBoxLayout, QWidget)
 
@@ -45,13 +45,29 @@ class StyleSlot(QWidget):
         self.caption.setText(f"{style.domain} · seed {style.seed}" if style.seed is not None else style.source)
 
 
+class HintList(QListWidget):
+    """A list that says what to do while it is empty."""
+
+    def __init__(self, hint: str):
+        super().__init__()
+        self.hint = hint
+
+    def paintEvent(self, event) -> None:
+        super().paintEvent(event)
+        if self.count() == 0:
+            painter = QPainter(self.viewport())
+            painter.setPen(self.palette().placeholderText().color())
+            painter.drawText(self.viewport().rect(), Qt.AlignCenter | Qt.TextWordWrap, self.hint)
+            painter.end()
+
+
 class SourceFaces(QGroupBox):
     """Up to four source faces: Add…, Samples, drag-and-drop; Delete removes the selected one."""
 
     def __init__(self, ctx: AppContext):
         super().__init__(f"Source faces (up to {MAX_SOURCES})")
         self.ctx = ctx
-        self.list = QListWidget()
+        self.list = HintList("Drop face images here,\nor use Add… / Samples")
         self.list.setViewMode(QListWidget.IconMode)
         self.list.setIconSize(QSize(96, 96))
         self.list.setResizeMode(QListWidget.Adjust)
