@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import SR
+from conftest import SR, speech_like
 from training.data import synth
 from training.evaluate import syllable_rate, word_errors
 from xfavot_studio import cli
@@ -49,3 +49,15 @@ def test_eval_report(eval_corpus, tiny_checkpoint, tmp_path, capsys):
     assert report["diversity"]["references"] == report["held_out_speakers"] - 1
     assert (out / "contact-sheet.png").is_file() and list(out.glob("*-voice-from-face-*.wav"))
     assert "Voice -> face" in capsys.readouterr().out
+
+
+def test_recognizer_is_independent_of_decoding_order(tmp_path):
+    from training.evaluate import Recognizer
+
+    asr = Recognizer()
+    if asr.decoder is None:
+        pytest.skip(asr.reason)
+    a, b = speech_like(1.5, f0=120), speech_like(1.5, f0=220, seed=2)
+    first = asr(a)
+    asr(b)
+    assert asr(a) == first

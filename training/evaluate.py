@@ -75,23 +75,28 @@ class SpeakerEmbedder:
 
 
 class Recognizer:
-    """pocketsphinx with its bundled US-English model, or None with the reason."""
+    """pocketsphinx with its bundled US-English model, or None with the reason.
+
+    A fresh decoder per utterance: one decoder carries state from clip to clip (the same clip
+    decoded again after another gave a different transcript), which would make WER depend on order."""
 
     def __init__(self):
         self.reason = ""
         try:
             from pocketsphinx import Decoder
 
-            self.decoder = Decoder(samprate=16000, logfn="/dev/null")
+            self.decoder = Decoder
+            Decoder(samprate=16000, logfn="/dev/null")  # fail here, once, if the model is missing
         except Exception as exc:
             self.decoder, self.reason = None, f"pocketsphinx unavailable ({type(exc).__name__}: {exc})"
 
     def __call__(self, wav: np.ndarray) -> str:
         pcm = (np.clip(audio.resample(wav, audio.SAMPLE_RATE, 16000), -1, 1) * 32767).astype(np.int16)
-        self.decoder.start_utt()
-        self.decoder.process_raw(pcm.tobytes(), full_utt=True)
-        self.decoder.end_utt()
-        hyp = self.decoder.hyp()
+        decoder = self.decoder(samprate=16000, logfn="/dev/null")
+        decoder.start_utt()
+        decoder.process_raw(pcm.tobytes(), full_utt=True)
+        decoder.end_utt()
+        hyp = decoder.hyp()
         return hyp.hypstr if hyp else ""
 
 
