@@ -448,3 +448,20 @@ def test_drag_and_drop_of_faces_and_voices(qtbot, window, media):
     assert window.voice.source.label == "voice2.wav"
     drop(window.voice.ref_face, media / "voice2.wav")  # a sound dropped on a face slot is ignored
     assert window.voice.ref_face.path == str(faces()[4])
+
+
+def test_a_failed_switch_keeps_the_previous_model(qtbot, window, tmp_path):
+    import torch
+
+    before = window.model_info.path
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x80\x04K\x01.")
+    window.load_model(str(bad))
+    wait_idle(qtbot, window)
+    assert "pickle" in window.ctx.errors[-1] and "previous model stays active" in window.ctx.errors[-1]
+    assert window.model_info.path == before and not window.banner.isVisible()
+    if not torch.cuda.is_available():
+        window.device_combo.setCurrentText("cuda")
+        wait_idle(qtbot, window)
+        assert "CUDA" in window.ctx.errors[-1]
+        assert window.device_combo.currentText() == "cpu"  # back to where the model runs

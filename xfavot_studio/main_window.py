@@ -150,6 +150,7 @@ class MainWindow(QMainWindow):
         info, domains, device = result
         self.model_info = info
         self.settings.setValue("model/path", info.path)
+        self.settings.setValue("engine/device_loaded", self.device_combo.currentText())
         name = info.meta.get("name") or Path(info.path).stem
         self.model_label.setText(f"Model: <b>{name}</b> ({info.preset}, {info.steps} steps, {info.vocoder})")
         self.model_label.setToolTip(info.path)
@@ -159,6 +160,12 @@ class MainWindow(QMainWindow):
         self.models.set_active(info.path)
 
     def _model_failed(self, message: str) -> None:
+        if self.model_info is not None:  # the engine still holds the previous model: keep using it
+            self.ctx.show_error("Cannot load the model", f"{message} The previous model stays active.")
+            self.device_combo.blockSignals(True)
+            self.device_combo.setCurrentText(self.settings.value("engine/device_loaded", "auto"))
+            self.device_combo.blockSignals(False)
+            return
         self.model_label.setText("Model: none")
         self.banner.setText(f"No model is loaded: {message}  Choose one in the Models tab, or import a file.")
         self.banner.show()
