@@ -46,6 +46,15 @@ class ExportPlan:
     def settings(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_paths(cls, faces=(), voices=(), ref_voices=(), ref_faces=(), **settings) -> "ExportPlan":
+        """Folders and/or files per role, expanded to the media files they hold."""
+        def gather(paths, exts):
+            return [f for p in paths if p for f in files_in(p, exts)]
+
+        return cls(faces=gather(faces, IMAGE_EXTS), voices=gather(voices, AUDIO_EXTS),
+                   ref_voices=gather(ref_voices, AUDIO_EXTS), ref_faces=gather(ref_faces, IMAGE_EXTS), **settings)
+
 
 @dataclass
 class Reference:

@@ -85,6 +85,7 @@ def test_face_panel_voice_reference_on_several_sources(qtbot, window, media):
     panel.ref_voice.load_file(str(media / "voice.wav"))
     wait_idle(qtbot, window)
     assert panel.ref_voice.samples is not None and abs(panel.ref_voice.samples.size - 2 * SR) < 10
+    assert window.timing_label.text() == "Last inference: –"  # loading and reading are not inference
     with qtbot.waitSignal(window.worker.timing, timeout=WAIT):
         panel.convert()
     wait_idle(qtbot, window)
@@ -206,7 +207,7 @@ def test_batch_export_writes_manifest_and_resumes(qtbot, window, tmp_path):
     assert 1 <= done_first < 6
     panel.convert()
     qtbot.waitUntil(lambda: not panel.running, timeout=WAIT)
-    assert f"6 of 6 items" in panel.state.text() and f"{done_first} were already done" in panel.state.text()
+    assert "6 of 6 items" in panel.state.text() and f"{done_first} were already done" in panel.state.text()
     assert len(list((out / "faces").glob("*.png"))) == 4 and len(list((out / "voices").glob("*.wav"))) == 2
     assert (out / "manifest.csv").is_file()
 
@@ -340,15 +341,21 @@ def avatar_folder(tmp_path):
     return root
 
 
-def test_training_tab_finetunes_and_adds_a_model(qtbot, window, avatar_folder, tiny_checkpoint):
+def training_tab(qtbot, window, avatar_folder, steps: int, name: str = "my-avatars"):
+    """The training tab filled in for a CPU run of `steps` steps at batch 2 on the sample avatars."""
     panel = window.training
     qtbot.waitUntil(lambda: panel.base.count() > 0, timeout=WAIT)
     panel.avatars.edit.setText(str(avatar_folder))
-    panel.steps.setValue(3)
+    panel.steps.setValue(steps)
     panel.batch.setValue(2)
     panel.device.setCurrentText("cpu")
+    panel.name.setText(name)
+    return panel
+
+
+def test_training_tab_finetunes_and_adds_a_model(qtbot, window, avatar_folder, tiny_checkpoint):
+    panel = training_tab(qtbot, window, avatar_folder, 3, "test avatars")
     panel.sample_every.setValue(2)
-    panel.name.setText("test avatars")
     with qtbot.waitSignal(panel.model_added, timeout=300_000) as added:
         panel.start()
         qtbot.waitUntil(lambda: bool(panel.history), timeout=300_000)
@@ -365,12 +372,7 @@ def test_training_tab_finetunes_and_adds_a_model(qtbot, window, avatar_folder, t
 
 
 def test_closing_during_training_asks_then_stops_with_a_checkpoint(qtbot, window, avatar_folder, home):
-    panel = window.training
-    qtbot.waitUntil(lambda: panel.base.count() > 0, timeout=WAIT)
-    panel.avatars.edit.setText(str(avatar_folder))
-    panel.steps.setValue(500)
-    panel.batch.setValue(2)
-    panel.device.setCurrentText("cpu")
+    panel = training_tab(qtbot, window, avatar_folder, 500)
     panel.start()
     qtbot.waitUntil(lambda: bool(panel.history), timeout=300_000)
     window.confirm = lambda title, text: False
@@ -407,13 +409,7 @@ def test_screenshot_option_writes_one_png_per_panel(qtbot, tiny_checkpoint, home
 
 
 def test_a_stopped_run_resumes_to_the_end(qtbot, window, avatar_folder, home):
-    panel = window.training
-    qtbot.waitUntil(lambda: panel.base.count() > 0, timeout=WAIT)
-    panel.avatars.edit.setText(str(avatar_folder))
-    panel.steps.setValue(8)
-    panel.batch.setValue(2)
-    panel.device.setCurrentText("cpu")
-    panel.name.setText("resumed")
+    panel = training_tab(qtbot, window, avatar_folder, 8, "resumed")
     panel.start()
     qtbot.waitUntil(lambda: bool(panel.history), timeout=300_000)
     panel.stop()

@@ -224,17 +224,11 @@ def _run_sample(args) -> None:
 def _run_export(args) -> None:
     from tqdm import tqdm
 
-    from core.audio import AUDIO_EXTS
-    from core.export import ExportPlan, files_in, run_export
-    from core.face import IMAGE_EXTS
+    from core.export import ExportPlan, run_export
 
-    def gather(paths, exts):
-        return [f for p in paths for f in files_in(p, exts)]
-
-    plan = ExportPlan(faces=gather(args.faces, IMAGE_EXTS), voices=gather(args.voices, AUDIO_EXTS),
-                      ref_voices=gather(args.ref_voices, AUDIO_EXTS), ref_faces=gather(args.ref_faces, IMAGE_EXTS),
-                      latents=args.latents, latent_domains=[d for d in args.domains.split(",") if d],
-                      seed=args.seed, gender=None if args.gender == "auto" else args.gender, voice_format=args.format)
+    plan = ExportPlan.from_paths(args.faces, args.voices, args.ref_voices, args.ref_faces, latents=args.latents,
+                                 latent_domains=[d for d in args.domains.split(",") if d], seed=args.seed,
+                                 gender=None if args.gender == "auto" else args.gender, voice_format=args.format)
     engine = _engine(args)
     with tqdm(unit="item", file=sys.stderr) as bar:
         def progress(n, total, item):

@@ -40,6 +40,9 @@ class FolderField(QWidget):
     def text(self) -> str:
         return self.edit.text().strip()
 
+    def remember(self) -> None:
+        self.ctx.settings.setValue(f"export/{self.key}", self.text())
+
 
 class ExportPanel(QWidget):
     title = "Batch export"
@@ -98,46 +101,34 @@ class ExportPanel(QWidget):
         layout.addWidget(self.state)
         layout.addWidget(self.report, 1)
 
-    def record(self) -> None:
-        pass
-
-    def play(self) -> None:
-        pass
-
     @property
     def running(self) -> bool:
         return self._job is not None
 
     def _save_settings(self) -> None:
-        for key, field in self.fields.items():
-            self.ctx.settings.setValue(f"export/{key}", field.text())
-        self.ctx.settings.setValue("export/out", self.out.text())
+        for field in (*self.fields.values(), self.out):
+            field.remember()
         self.ctx.settings.setValue("export/latents", self.latents.value())
         self.ctx.settings.setValue("export/format", self.format.currentText())
 
     def convert(self) -> None:
         if self.running:
             return
-        from core.audio import AUDIO_EXTS
         from core.errors import UserError
-        from core.export import ExportPlan, files_in
-        from core.face import IMAGE_EXTS
+        from core.export import ExportPlan, run_export
 
         if not self.out.text():
             self.ctx.show_error("Batch export", "Choose an output folder.")
             return
         self._save_settings()
-        exts = {"faces": IMAGE_EXTS, "voices": AUDIO_EXTS, "ref_voices": AUDIO_EXTS, "ref_faces": IMAGE_EXTS}
         try:
-            lists = {k: files_in(f.text(), exts[k]) if f.text() else [] for k, f in self.fields.items()}
+            folders = {k: [f.text()] for k, f in self.fields.items()}
             domains = [d for d, box in (("female", self.female), ("male", self.male)) if box.isChecked()]
-            plan = ExportPlan(**lists, latents=self.latents.value(), latent_domains=domains,
-                              seed=self.seed.value(), voice_format=self.format.currentText())
+            plan = ExportPlan.from_paths(**folders, latents=self.latents.value(), latent_domains=domains,
+                                         seed=self.seed.value(), voice_format=self.format.currentText())
         except UserError as exc:
             self.ctx.show_error("Batch export", str(exc))
             return
-        from core.export import run_export
-
         out = self.out.text()
 
         def run(engine, job):
@@ -148,7 +139,7 @@ class ExportPanel(QWidget):
         self.start_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.state.setText("Exporting…")
-        self._job = self.ctx.worker.submit(run, "Batch export")
+        self._job = self.ctx.worker.submit(run, "Batch export", timed=True)
         self._job.progress.connect(self._progress)
         self._job.done.connect(self._done)
         self._job.failed.connect(lambda msg: (self.state.setText(msg), self.ctx.show_error("Batch export", msg)))

@@ -8,41 +8,16 @@ from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QIcon, QImage, QPainter
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget,
-                               QListWidgetItem, QMenu, QPushButton, QTabWidget, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QFileDialog, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
+                               QPushButton, QVBoxLayout, QWidget)
 
 from .context import AppContext
-from .widgets import (IMAGE_FILTER, IMAGE_SUFFIXES, SAMPLE_RATE, FaceSlot, ImageView, VoiceSlot, dropped_file,
-                      pil_to_qimage, save_file_dialog)
+from core.face import IMAGE_EXTS
+
+from .widgets import (IMAGE_FILTER, FileDrops, ImageView, ReferenceTabs, gender_combo, pil_to_qimage,
+                      readable_image, samples_button, save_file_dialog)
 
 MAX_SOURCES = 4
-
-
-def gender_combo() -> QComboBox:
-    combo = QComboBox()
-    combo.addItem("Gender: estimate", None)
-    combo.addItem("Gender: female", "female")
-    combo.addItem("Gender: male", "male")
-    combo.setToolTip("Which gender head of the model reads the reference's style")
-    return combo
-
-
-class StyleSlot(QWidget):
-    """Holds a style sent from the latent panel (shown as the face it made there)."""
-
-    def __init__(self):
-        super().__init__()
-        self.style = None
-        self.view = ImageView("Send a style here from the Latent panel", size=128)
-        self.caption = QLabel("")
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.view, 1)
-        layout.addWidget(self.caption)
-
-    def set_style(self, style, image: QImage | None) -> None:
-        self.style = style
-        self.view.set_image(image)
-        self.caption.setText(f"{style.domain} · seed {style.seed}" if style.seed is not None else style.source)
 
 
 class HintList(QListWidget):
@@ -61,8 +36,10 @@ class HintList(QListWidget):
             painter.end()
 
 
-class SourceFaces(QGroupBox):
-    """Up to four source faces: Add…, Samples, drag-and-drop; Delete removes the selected one."""
+class SourceFaces(FileDrops, QGroupBox):
+    """Up to four source faces: Add…, Samples, drag-and-drop; Remove drops the selected one."""
+    drop_suffixes = IMAGE_EXTS
+    drop_many = True
 
     def __init__(self, ctx: AppContext):
         super().__init__(f"Source faces (up to {MAX_SOURCES})")
@@ -74,13 +51,7 @@ class SourceFaces(QGroupBox):
         self.list.setMinimumWidth(230)
         add = QPushButton("Add…")
         add.clicked.connect(self.choose)
-        samples = QToolButton()
-        samples.setText("Samples")
-        samples.setPopupMode(QToolButton.InstantPopup)
-        menu = QMenu(self)
-        for sample in ctx.sample_files("faces"):
-            menu.addAction(QIcon(str(sample)), sample.stem, lambda p=sample: self.add(str(p)))
-        samples.setMenu(menu)
+        samples = samples_button(ctx, self, "faces", self.add)
         remove = QPushButton("Remove")
         remove.clicked.connect(self.remove_selected)
         row = QHBoxLayout()
@@ -95,8 +66,7 @@ class SourceFaces(QGroupBox):
         return [self.list.item(i).data(Qt.UserRole) for i in range(self.list.count())]
 
     def add(self, path: str) -> None:
-        if QImage(path).isNull():
-            self.ctx.show_error("Cannot open image", f"{Path(path).name} is not an image this app can read.")
+        if readable_image(self.ctx, path) is None:
             return
         if self.list.count() >= MAX_SOURCES:
             self.list.takeItem(0)  # keep the newest four
@@ -115,14 +85,8 @@ class SourceFaces(QGroupBox):
         for item in self.list.selectedItems():
             self.list.takeItem(self.list.row(item))
 
-    def dragEnterEvent(self, event) -> None:
-        if dropped_file(event, IMAGE_SUFFIXES):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:
-        for url in event.mimeData().urls():
-            if Path(url.toLocalFile()).suffix.lower() in IMAGE_SUFFIXES:
-                self.add(url.toLocalFile())
+    def take_dropped(self, path: str) -> None:
+        self.add(path)
 
 
 class ResultGrid(QGroupBox):
@@ -167,13 +131,8 @@ class FacePanel(QWidget):
         super().__init__()
         self.ctx = ctx
         self.sources = SourceFaces(ctx)
-        self.ref_voice = VoiceSlot(ctx, "Reference voice", "voices")
-        self.ref_face = FaceSlot(ctx, "Reference face", "faces")
-        self.ref_style = StyleSlot()
-        self.reference = QTabWidget()
-        self.reference.addTab(self.ref_voice, "Voice")
-        self.reference.addTab(self.ref_face, "Face")
-        self.reference.addTab(self.ref_style, "Latent style")
+        self.reference = ReferenceTabs(ctx, ("voice", "face", "style"), "Reference face")
+        self.ref_voice, self.ref_face, self.ref_style = self.reference.voice, self.reference.face, self.reference.style
         self.gender = gender_combo()
         self.convert_button = QPushButton("Make matching faces  (Ctrl+Enter)")
         self.convert_button.setDefault(True)
@@ -198,38 +157,19 @@ class FacePanel(QWidget):
         self.ref_voice.play_button.play()
 
     def receive_style(self, style, image: QImage | None) -> None:
-        self.ref_style.set_style(style, image)
-        self.reference.setCurrentWidget(self.ref_style)
+        self.reference.receive_style(style, image)
 
     def convert(self) -> None:
         faces = self.sources.paths()
+        label = f"Face from {self.reference.kind}"
         if not faces:
-            self.ctx.show_error("Face from voice", "Add at least one source face (Add…, Samples, or drop an image).")
+            self.ctx.show_error(label, "Add at least one source face (Add…, Samples, or drop an image).")
             return
-        gender = self.gender.currentData()
-        mode = self.reference.currentWidget()
-        if mode is self.ref_voice:
-            if self.ref_voice.samples is None:
-                self.ctx.show_error("Face from voice", "Record or open a reference voice first.")
-                return
-            from core.engine import Audio
-
-            ref = Audio(self.ref_voice.samples, SAMPLE_RATE)
-            fn, label = (lambda e, job: e.face_from_voice(faces, ref, gender)), "Face from voice"
-        elif mode is self.ref_face:
-            if not self.ref_face.path:
-                self.ctx.show_error("Face from face", "Choose a reference face first.")
-                return
-            ref_path = self.ref_face.path
-            fn, label = (lambda e, job: e.face_from_face(faces, ref_path, gender)), "Face from face"
-        else:
-            if self.ref_style.style is None:
-                self.ctx.show_error("Face from style", "Send a style here from the Latent panel first.")
-                return
-            style = self.ref_style.style
-            fn, label = (lambda e, job: e.face_from_style(faces, style)), "Face from style"
+        get_style = self.reference.style_getter(self.gender.currentData(), label)
+        if get_style is None:
+            return
         self.convert_button.setEnabled(False)
-        self._job = self.ctx.worker.submit(fn, label)
+        self._job = self.ctx.worker.submit(lambda e, job: e.face_from_style(faces, get_style(e)), label, timed=True)
         self._job.done.connect(lambda images: self._show(images, faces))
         self._job.failed.connect(lambda msg: self.ctx.show_error(label, msg))
         self._job.finished.connect(lambda: self.convert_button.setEnabled(True))

@@ -200,7 +200,7 @@ class LatentPanel(QWidget):
             return styles, engine.face_from_style([face] * len(styles), styles)
 
         self.sample_button.setEnabled(False)
-        self._job = self.ctx.worker.submit(run, "Latent sampling")
+        self._job = self.ctx.worker.submit(run, "Latent sampling", timed=True)
         self._job.done.connect(lambda out: self._show(todo, *out))
         self._job.failed.connect(lambda msg: self.ctx.show_error("Latent sampling", msg))
         self._job.finished.connect(lambda: self.sample_button.setEnabled(True))
@@ -216,7 +216,7 @@ class LatentPanel(QWidget):
         from core.engine import Audio
 
         src = Audio(self.source_voice.samples, SAMPLE_RATE)
-        job = self.ctx.worker.submit(lambda e, job: e.voice_from_style(src, style), "Matching voice")
+        job = self.ctx.worker.submit(lambda e, job: e.voice_from_style(src, style), "Matching voice", timed=True)
 
         def done(wav):
             if isinstance(target, LatentCell):
@@ -247,7 +247,7 @@ class LatentPanel(QWidget):
         self.mix_style, self.mix_voice = style, None
         face = self.source_face.path
         # a dragged slider queues many mixes: the key keeps only the newest one waiting
-        job = self.ctx.worker.submit(lambda e, job: e.face_from_style(face, style), "Interpolate", key="mix")
+        job = self.ctx.worker.submit(lambda e, job: e.face_from_style(face, style), "Interpolate", key="mix", timed=True)
         job.done.connect(lambda img: self.mix_view.set_image(pil_to_qimage(img)))
         job.failed.connect(lambda msg: self.ctx.show_error("Interpolate", msg))
         self._mix_job = job

@@ -54,12 +54,6 @@ class LibraryPanel(QWidget):
         self.confirm = lambda title, text: QMessageBox.question(self, title, text) == QMessageBox.Yes
         self.refresh()
 
-    def record(self) -> None:
-        pass
-
-    def play(self) -> None:
-        pass
-
     def convert(self) -> None:
         self.use_selected()
 

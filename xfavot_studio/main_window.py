@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QIcon, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QComboBox, QLabel, QMainWindow, QMessageBox, QProgressBar, QTabWidget, QToolBar,
                                QVBoxLayout, QWidget)
@@ -130,7 +129,13 @@ class MainWindow(QMainWindow):
         help_menu.addAction(about)
         for keys, method in (("R", "record"), ("Space", "play"), ("Ctrl+Return", "convert"), ("Ctrl+Enter", "convert")):
             shortcut = QShortcut(QKeySequence(keys), self)
-            shortcut.activated.connect(lambda m=method: getattr(self.tabs.currentWidget(), m)())
+            shortcut.activated.connect(lambda m=method: self._shortcut(m))
+
+    def _shortcut(self, method: str) -> None:
+        """R / Space / Ctrl+Enter act on the current tab, when it has that action."""
+        action = getattr(self.tabs.currentWidget(), method, None)
+        if action is not None:
+            action()
 
     # -- model and device ----------------------------------------------------------------------
     def load_model(self, path: str | None) -> None:
@@ -190,8 +195,7 @@ class MainWindow(QMainWindow):
             self.job_bar.hide()
 
     def _timing(self, label: str, seconds: float) -> None:
-        if label not in ("Load model", "List models", "Source mel") and not label.startswith("Read "):
-            self.timing_label.setText(f"Last inference: {label} {seconds * 1000:.0f} ms")
+        self.timing_label.setText(f"Last inference: {label} {seconds * 1000:.0f} ms")
 
     def _send_style(self, where: str, style, image) -> None:
         panel = self.face if where == "face" else self.voice

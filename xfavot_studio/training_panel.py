@@ -190,12 +190,6 @@ class TrainingPanel(QWidget):
         self._set_running(False)
 
     # -- panel protocol ------------------------------------------------------------------------
-    def record(self) -> None:
-        pass
-
-    def play(self) -> None:
-        pass
-
     def convert(self) -> None:
         self.start()
 
@@ -246,8 +240,8 @@ class TrainingPanel(QWidget):
         for key, value in (("steps", params["steps"]), ("batch", params["batch_size"]), ("device", params["device"]),
                            ("name", name), ("sample_every", params["sample_every"])):
             self.ctx.settings.setValue(f"train/{key}", value)
-        self.ctx.settings.setValue("export/train_avatars", params["avatars"])
-        self.ctx.settings.setValue("export/train_voices", params["voices"])
+        self.avatars.remember()
+        self.voices.remember()
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / RUN_FILE).write_text(json.dumps(params, indent=1))
         self._launch(params, resume=False)

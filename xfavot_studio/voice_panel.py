@@ -4,11 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from .context import AppContext
-from .face_panel import StyleSlot, gender_combo
-from .widgets import SAMPLE_RATE, FaceSlot, MelView, PlayButton, VoiceSlot, WaveformView, device_combo, save_file_dialog
+from .widgets import (SAMPLE_RATE, MelView, PlayButton, ReferenceTabs, VoiceSlot, WaveformView, device_combo,
+                      gender_combo, save_file_dialog)
 
 
 class VoicePanel(QWidget):
@@ -22,13 +22,8 @@ class VoicePanel(QWidget):
         self.source_mel = MelView()
         self.source.changed.connect(self._source_changed)
 
-        self.ref_face = FaceSlot(ctx, "Reference face or avatar", "faces")
-        self.ref_voice = VoiceSlot(ctx, "Reference voice", "voices")
-        self.ref_style = StyleSlot()
-        self.reference = QTabWidget()
-        self.reference.addTab(self.ref_face, "Face")
-        self.reference.addTab(self.ref_voice, "Voice")
-        self.reference.addTab(self.ref_style, "Latent style")
+        self.reference = ReferenceTabs(ctx, ("face", "voice", "style"), "Reference face or avatar")
+        self.ref_voice, self.ref_face, self.ref_style = self.reference.voice, self.reference.face, self.reference.style
         self.gender = gender_combo()
         self.convert_button = QPushButton("Convert voice  (Ctrl+Enter)")
         self.convert_button.setDefault(True)
@@ -74,8 +69,7 @@ class VoicePanel(QWidget):
         (self.play_result if self.result is not None else self.source.play_button).play()
 
     def receive_style(self, style, image) -> None:
-        self.ref_style.set_style(style, image)
-        self.reference.setCurrentWidget(self.ref_style)
+        self.reference.receive_style(style, image)
 
     def _source_changed(self) -> None:
         wav = self.source.samples
@@ -90,34 +84,18 @@ class VoicePanel(QWidget):
         from core.engine import Audio
 
         src = Audio(self.source.samples, SAMPLE_RATE)
-        gender = self.gender.currentData()
-        mode = self.reference.currentWidget()
-        if mode is self.ref_face:
-            if not self.ref_face.path:
-                self.ctx.show_error("Voice from face", "Choose a reference face or avatar first.")
-                return
-            ref = self.ref_face.path
-            fn, label, what = (lambda e, job: e.voice_from_face(src, ref, gender)), "Voice from face", Path(ref).stem
-        elif mode is self.ref_voice:
-            if self.ref_voice.samples is None:
-                self.ctx.show_error("Voice from voice", "Record or open a reference voice first.")
-                return
-            ref_audio = Audio(self.ref_voice.samples, SAMPLE_RATE)
-            fn, label, what = (lambda e, job: e.voice_from_voice(src, ref_audio, gender)), "Voice from voice", \
-                self.ref_voice.label
-        else:
-            if self.ref_style.style is None:
-                self.ctx.show_error("Voice from style", "Send a style here from the Latent panel first.")
-                return
-            style = self.ref_style.style
-            fn, label, what = (lambda e, job: e.voice_from_style(src, style)), "Voice from style", "latent style"
+        label = f"Voice from {self.reference.kind}"
+        get_style = self.reference.style_getter(self.gender.currentData(), label)
+        if get_style is None:
+            return
+        what = self.reference.describe()
 
         def run(engine, job):
-            wav = fn(engine, job)
+            wav = engine.voice_from_style(src, get_style(engine))
             return wav, engine.mel_picture(wav)
 
         self.convert_button.setEnabled(False)
-        self._job = self.ctx.worker.submit(run, label)
+        self._job = self.ctx.worker.submit(run, label, timed=True)
         self._job.done.connect(lambda out: self._show(out, f"{self.source.label} → {what}"))
         self._job.failed.connect(lambda msg: self.ctx.show_error(label, msg))
         self._job.finished.connect(lambda: self.convert_button.setEnabled(True))

@@ -6,18 +6,19 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QPointF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPen, QPixmap
+from PySide6.QtGui import QIcon, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QMenu,
-                               QProgressBar, QPushButton, QSizePolicy, QToolButton, QVBoxLayout, QWidget)
+                               QProgressBar, QPushButton, QSizePolicy, QTabWidget, QToolButton, QVBoxLayout, QWidget)
+
+from core.audio import AUDIO_EXTS
+from core.face import IMAGE_EXTS
 
 from . import audio_io
 from .context import AppContext
 
 SAMPLE_RATE = 24000
-IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp)"
-AUDIO_FILTER = "Audio (*.wav *.flac *.ogg *.mp3 *.aiff *.aif)"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
+IMAGE_FILTER = "Images (" + " ".join(f"*{e}" for e in sorted(IMAGE_EXTS)) + ")"
+AUDIO_FILTER = "Audio (" + " ".join(f"*{e}" for e in sorted(AUDIO_EXTS)) + ")"
 
 
 def pil_to_qimage(img) -> QImage:
@@ -27,12 +28,47 @@ def pil_to_qimage(img) -> QImage:
     return q.copy()  # own the pixels: `data` dies with this function
 
 
-def dropped_file(event, suffixes: set[str]) -> str | None:
-    for url in event.mimeData().urls():
-        path = url.toLocalFile()
-        if path and Path(path).suffix.lower() in suffixes:
-            return path
-    return None
+class FileDrops:
+    """Mixin for widgets that take files by drag-and-drop: files with `drop_suffixes` go to
+    `take_dropped(path)`; a slot takes the first, a list (`drop_many`) all of them."""
+    drop_suffixes: set[str] = set()
+    drop_many = False
+
+    def _dropped(self, event) -> list[str]:
+        paths = [u.toLocalFile() for u in event.mimeData().urls()]
+        paths = [p for p in paths if p and Path(p).suffix.lower() in self.drop_suffixes]
+        return paths if self.drop_many else paths[:1]
+
+    def dragEnterEvent(self, event) -> None:
+        if self._dropped(event):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        for path in self._dropped(event):
+            self.take_dropped(path)
+
+
+def readable_image(ctx: AppContext, path: str) -> QImage | None:
+    """The image, or None after telling the user it cannot be read."""
+    image = QImage(path)
+    if image.isNull():
+        ctx.show_error("Cannot open image", f"{Path(path).name} is not an image this app can read.")
+        return None
+    return image
+
+
+def samples_button(ctx: AppContext, parent: QWidget, kind: str, pick) -> QToolButton:
+    """'Samples' drop-down listing the bundled faces or voices; pick(path) on a choice."""
+    button = QToolButton()
+    button.setText("Samples")
+    button.setPopupMode(QToolButton.InstantPopup)
+    menu = QMenu(parent)
+    for sample in ctx.sample_files(kind):
+        icon = QIcon(str(sample)) if kind == "faces" else QIcon()
+        menu.addAction(icon, sample.stem, lambda p=sample: pick(str(p)))
+    button.setMenu(menu)
+    button.setEnabled(not menu.isEmpty())
+    return button
 
 
 class ImageView(QLabel):
@@ -189,9 +225,10 @@ def save_file_dialog(ctx: AppContext, parent: QWidget, key: str, title: str, nam
     return path
 
 
-class FaceSlot(QGroupBox):
+class FaceSlot(FileDrops, QGroupBox):
     """One face: open a file, drop one, or pick a bundled sample avatar."""
     changed = Signal(str)
+    drop_suffixes = IMAGE_EXTS
 
     def __init__(self, ctx: AppContext, title: str, key: str):
         super().__init__(title)
@@ -199,17 +236,9 @@ class FaceSlot(QGroupBox):
         self.view = ImageView("Drop a face image here\nor use Open… / Samples", size=176)
         open_button = QPushButton("Open…")
         open_button.clicked.connect(self.choose)
-        self.samples_button = QToolButton()
-        self.samples_button.setText("Samples")
-        self.samples_button.setPopupMode(QToolButton.InstantPopup)
-        menu = QMenu(self)
-        for sample in ctx.sample_files("faces"):
-            menu.addAction(QIcon(str(sample)), sample.stem, lambda p=sample: self.set_path(str(p)))
-        self.samples_button.setMenu(menu)
-        self.samples_button.setEnabled(not menu.isEmpty())
         row = QHBoxLayout()
         row.addWidget(open_button)
-        row.addWidget(self.samples_button)
+        row.addWidget(samples_button(ctx, self, "faces", self.set_path))
         row.addStretch(1)
         layout = QVBoxLayout(self)
         layout.addWidget(self.view, 1)
@@ -222,9 +251,8 @@ class FaceSlot(QGroupBox):
             self.set_path(path)
 
     def set_path(self, path: str) -> None:
-        image = QImage(path)
-        if image.isNull():
-            self.ctx.show_error("Cannot open image", f"{Path(path).name} is not an image this app can read.")
+        image = readable_image(self.ctx, path)
+        if image is None:
             return
         self.ctx.remember_dir(self.key, path)
         self.path = path
@@ -232,19 +260,14 @@ class FaceSlot(QGroupBox):
         self.view.setToolTip(path)
         self.changed.emit(path)
 
-    def dragEnterEvent(self, event) -> None:
-        if dropped_file(event, IMAGE_SUFFIXES):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:
-        path = dropped_file(event, IMAGE_SUFFIXES)
-        if path:
-            self.set_path(path)
+    def take_dropped(self, path: str) -> None:
+        self.set_path(path)
 
 
-class VoiceSlot(QGroupBox):
+class VoiceSlot(FileDrops, QGroupBox):
     """One voice: open a file, drop one, pick a sample, or record from the microphone (R)."""
     changed = Signal()
+    drop_suffixes = AUDIO_EXTS
 
     def __init__(self, ctx: AppContext, title: str, key: str):
         super().__init__(title)
@@ -261,14 +284,7 @@ class VoiceSlot(QGroupBox):
         self.wave = WaveformView()
         open_button = QPushButton("Open…")
         open_button.clicked.connect(self.choose)
-        samples = QToolButton()
-        samples.setText("Samples")
-        samples.setPopupMode(QToolButton.InstantPopup)
-        menu = QMenu(self)
-        for sample in ctx.sample_files("voices"):
-            menu.addAction(sample.stem, lambda p=sample: self.load_file(str(p)))
-        samples.setMenu(menu)
-        samples.setEnabled(not menu.isEmpty())
+        samples = samples_button(ctx, self, "voices", self.load_file)
         self.play_button = PlayButton(ctx, lambda: self.samples)
 
         self.input = device_combo(ctx, "input")
@@ -332,14 +348,8 @@ class VoiceSlot(QGroupBox):
         self.wave.set_samples(self.samples)
         self.changed.emit()
 
-    def dragEnterEvent(self, event) -> None:
-        if dropped_file(event, AUDIO_SUFFIXES):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:
-        path = dropped_file(event, AUDIO_SUFFIXES)
-        if path:
-            self.load_file(path)
+    def take_dropped(self, path: str) -> None:
+        self.load_file(path)
 
     # -- microphone ----------------------------------------------------------------------------
     def toggle_recording(self) -> None:
@@ -368,3 +378,79 @@ class VoiceSlot(QGroupBox):
         job.done.connect(lambda wav: self.set_samples(wav, "recording"))
         job.failed.connect(lambda msg: self._load_failed(msg))
         self._job = job
+
+
+def gender_combo() -> QComboBox:
+    combo = QComboBox()
+    combo.addItem("Gender: estimate", None)
+    combo.addItem("Gender: female", "female")
+    combo.addItem("Gender: male", "male")
+    combo.setToolTip("Which gender head of the model reads the reference's style")
+    return combo
+
+
+class StyleSlot(QWidget):
+    """Holds a style sent from the latent panel (shown as the face it made there)."""
+
+    def __init__(self):
+        super().__init__()
+        self.style = None
+        self.view = ImageView("Send a style here from the Latent panel", size=128)
+        self.caption = QLabel("")
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(self.caption)
+
+    def set_style(self, style, image: QImage | None) -> None:
+        self.style = style
+        self.view.set_image(image)
+        self.caption.setText(f"{style.domain} · seed {style.seed}" if style.seed is not None else style.source)
+
+class ReferenceTabs(QTabWidget):
+    """The reference a panel matches: a voice, a face, or a style from the latent panel, in tabs.
+    `style_getter` turns the current tab into engine -> Style, so every panel makes its style the
+    same way (E_A for a voice, E_I for a face, the latent style as it is)."""
+
+    def __init__(self, ctx: AppContext, order: tuple[str, ...], face_title: str):
+        super().__init__()
+        self.ctx = ctx
+        self.voice = VoiceSlot(ctx, "Reference voice", "voices")
+        self.face = FaceSlot(ctx, face_title, "faces")
+        self.style = StyleSlot()
+        tabs = {"voice": (self.voice, "Voice"), "face": (self.face, "Face"), "style": (self.style, "Latent style")}
+        for kind in order:
+            self.addTab(*tabs[kind])
+
+    @property
+    def kind(self) -> str:
+        return {self.voice: "voice", self.face: "face"}.get(self.currentWidget(), "style")
+
+    def describe(self) -> str:
+        return {"voice": self.voice.label, "face": Path(self.face.path).stem}.get(self.kind, "latent style")
+
+    def receive_style(self, style, image: QImage | None) -> None:
+        self.style.set_style(style, image)
+        self.setCurrentWidget(self.style)
+
+    def style_getter(self, gender: str | None, title: str):
+        """engine -> Style for the current tab, or None after saying what is missing."""
+        kind = self.kind
+        if kind == "voice":
+            if self.voice.samples is None:
+                self.ctx.show_error(title, "Record or open a reference voice first.")
+                return None
+            from core.engine import Audio
+
+            ref = Audio(self.voice.samples, SAMPLE_RATE)
+            return lambda engine: engine.style_of_voice(ref, gender)
+        if kind == "face":
+            if not self.face.path:
+                self.ctx.show_error(title, "Choose a reference face or avatar first.")
+                return None
+            path = self.face.path
+            return lambda engine: engine.style_of_face(path, gender)
+        if self.style.style is None:
+            self.ctx.show_error(title, "Send a style here from the Latent panel first.")
+            return None
+        style = self.style.style
+        return lambda engine: style

@@ -27,9 +27,9 @@ class Job(QObject):
     progress = Signal(int, int, str)   # done, total, what
     finished = Signal()                # after done/failed, or when skipped as superseded
 
-    def __init__(self, fn, label: str, key: str | None = None):
+    def __init__(self, fn, label: str, key: str | None = None, timed: bool = False):
         super().__init__()
-        self.fn, self.label, self.key = fn, label, key
+        self.fn, self.label, self.key, self.timed = fn, label, key, timed
         self._cancel = threading.Event()
         self.seconds = 0.0
 
@@ -79,7 +79,8 @@ class _Runner(QObject):
         else:
             job.seconds = time.perf_counter() - start
             job.done.emit(result)
-            w.timing.emit(job.label, job.seconds)
+            if job.timed:
+                w.timing.emit(job.label, job.seconds)
         finally:
             with w._lock:
                 w._running = None
@@ -90,7 +91,7 @@ class _Runner(QObject):
 class EngineWorker(QObject):
     busy = Signal(str)             # a job started (its label)
     idle = Signal()                # a job ended
-    timing = Signal(str, float)    # label, seconds of a finished job
+    timing = Signal(str, float)    # label, seconds of a finished inference job (submitted timed=True)
 
     def __init__(self, engine=None):
         super().__init__()
@@ -108,8 +109,9 @@ class EngineWorker(QObject):
         self._runner.moveToThread(self._thread)
         self._thread.start()
 
-    def submit(self, fn, label: str, key: str | None = None) -> Job:
-        job = Job(fn, label, key)
+    def submit(self, fn, label: str, key: str | None = None, timed: bool = False) -> Job:
+        """timed: an inference job, whose wall time the status bar shows."""
+        job = Job(fn, label, key, timed)
         with self._lock:
             if key is not None:
                 for old in self._pending:
