@@ -112,6 +112,7 @@ class TrainingPanel(QWidget):
         super().__init__()
         self.ctx, self.library, self.runs_dir = ctx, library, runs_dir
         self.run: TrainingRun | None = None
+        self._active = False
         self.history: dict[str, tuple[list, list]] = {}
         self.curves: dict = {}
 
@@ -205,7 +206,9 @@ class TrainingPanel(QWidget):
 
     @property
     def running(self) -> bool:
-        return self.run is not None and self.run.isRunning()
+        """A run is in progress as far as the panel knows: from launch until its thread's end has
+        been handled (buttons and the unfinished-runs list updated), not merely until the thread stops."""
+        return self._active
 
     # -- controls ------------------------------------------------------------------------------
     def _refresh_runs(self) -> None:
@@ -263,7 +266,9 @@ class TrainingPanel(QWidget):
         self.run.samples.connect(self._samples)
         self.run.failed.connect(self._failed)
         self.run.completed.connect(self._completed)
-        self.run.finished.connect(self._thread_done)
+        run = self.run
+        self.run.finished.connect(lambda: self._thread_done(run))
+        self._active = True
         self._set_running(True)
         self.run.start()
 
@@ -283,7 +288,10 @@ class TrainingPanel(QWidget):
         if not self.running:
             return True
         self.stop()
-        return self.run.wait(ms)
+        ended = self.run.wait(ms)
+        if ended:
+            self._thread_done(self.run)  # now, not when the queued `finished` signal gets delivered
+        return ended
 
     # -- live updates ------------------------------------------------------------------------
     def _progress(self, info: dict) -> None:
@@ -321,6 +329,9 @@ class TrainingPanel(QWidget):
             self.state.setText(f"Finished: {entry.name} is in the model library.")
             self.model_added.emit(entry)
 
-    def _thread_done(self) -> None:
+    def _thread_done(self, run: TrainingRun) -> None:
+        if run is not self.run or not self._active:
+            return  # an earlier run's late signal, or an end already handled by stop_and_wait
+        self._active = False
         self._set_running(False)
         self._refresh_runs()
