@@ -33,6 +33,7 @@ AudioInput = Union[str, Path, np.ndarray, "Audio"]
 
 RESOURCES = Path(os.environ.get("XFAVOT_RESOURCES", Path(__file__).resolve().parent.parent / "resources"))
 DEFAULT_CHECKPOINT = RESOURCES / "default" / "xfavot-default.safetensors"
+VOCODER_CHOICES = ("auto", "neural", "griffin-lim")
 MAX_SOURCE_SECONDS = 60 * 60     # a source clip is converted in chunks; beyond an hour we refuse
 MAX_REFERENCE_SECONDS = 30.0     # a style needs a few seconds; longer references are cut here
 CHUNK_FRAMES = 2000              # 25 s of mel per generator call on long sources
@@ -121,11 +122,15 @@ class Engine:
         self._lock = threading.RLock()
 
     # -- loading ------------------------------------------------------------------------------
-    def load(self, checkpoint_path: str | Path | None = None, device: str = "auto") -> ModelInfo:
+    def load(self, checkpoint_path: str | Path | None = None, device: str = "auto", vocoder: str = "auto") -> ModelInfo:
+        """vocoder: "neural" (the model's own), "griffin-lim", or "auto": the one the model's
+        recipe measured to sound closer to real speech (meta `preferred_vocoder`), else the neural one."""
+        if vocoder not in VOCODER_CHOICES:
+            raise UserError(f"unknown vocoder {vocoder!r}; use one of {', '.join(VOCODER_CHOICES)}")
         path = resolve_checkpoint(checkpoint_path)
         dev = resolve_device(device)
         nets, cfg, meta, extra = checkpoint.load_model(path, require=self.INFERENCE_MODULES)
-        vocoder = self._vocoder_from(cfg, meta, extra, path)
+        vocoder = self._vocoder_from(cfg, meta, extra, path, vocoder)
         with self._lock:
             self.nets, self.cfg = nets.to(dev).eval(), cfg
             self.device = dev
@@ -136,13 +141,17 @@ class Engine:
         return self.info
 
     @staticmethod
-    def _vocoder_from(cfg: ModelConfig, meta: dict, extra: dict, path: Path) -> Vocoder:
+    def _vocoder_from(cfg: ModelConfig, meta: dict, extra: dict, path: Path, choice: str) -> Vocoder:
+        if choice == "auto":
+            choice = "griffin-lim" if meta.get("preferred_vocoder") == "griffin-lim" else "neural"
         ref = meta.get("vocoder")
         state = checkpoint.split_prefix(extra, "vocoder")
-        if state and ref:
+        if choice == "neural" and state and ref:
             return Vocoder.from_state(ref, state)
-        if ref and ref.get("path"):  # a vocoder file next to (or relative to) the checkpoint
+        if choice == "neural" and ref and ref.get("path"):  # a vocoder file next to (or relative to) the checkpoint
             return load_vocoder((path.parent / ref["path"]).resolve())
+        if choice == "griffin-lim":
+            return Vocoder(None, cfg.mel_frontend, "Griffin-Lim")
         return Vocoder.griffin_lim(cfg.mel_frontend)
 
     def _need_model(self) -> None:

@@ -461,3 +461,12 @@ def test_a_failed_switch_keeps_the_previous_model(qtbot, window, tmp_path):
         wait_idle(qtbot, window)
         assert "CUDA" in window.ctx.errors[-1]
         assert window.device_combo.currentText() == "cpu"  # back to where the model runs
+
+
+def test_vocoder_choice_reloads_the_model_and_is_remembered(qtbot, window):
+    assert window.model_info.vocoder.startswith("Griffin-Lim (no neural")  # the test model has none: auto falls back
+    window.vocoder_combo.setCurrentText("griffin-lim")
+    wait_idle(qtbot, window)
+    assert window.model_info.vocoder == "Griffin-Lim"  # chosen, not a fallback
+    assert window.settings.value("engine/vocoder") == "griffin-lim"
+    assert "Griffin-Lim" in window.model_label.text()

@@ -70,4 +70,8 @@ def test_train_aux_and_vocoder_write_loadable_files(tmp_path):
     result = train_vocoder(data, steps=2, out=tmp_path / "voc.safetensors", batch_size=2, adversarial_start=1,
                            checkpoint_every=1, progress=False)
     assert result["steps"] == 2 and np.isfinite(result["mel_l1"])
+    by = result["by_vocoder"]  # a 2-step vocoder against Griffin-Lim, on the untouched clips' mels
+    assert by["original"]["mel_l1"] < 1e-6 and by["griffin-lim"]["mel_l1"] < by["neural"]["mel_l1"]
+    if by["original"]["dvector_similarity"] is not None:
+        assert by["original"]["dvector_similarity"] > 0.99 and result["preferred"] == "griffin-lim"
     assert load_vocoder(tmp_path / "voc.safetensors").kind == "neural"

@@ -133,3 +133,25 @@ def test_pretrained_download_offline_gives_a_clear_message(tmp_path):
     with pytest.raises(UserError) as info:
         Vocoder.load_pretrained("vctk_parallel_wavegan.v1", tmp_path)
     assert "internet" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_engine_vocoder_choice(tmp_path, tiny_checkpoint):
+    """auto = the model's neural vocoder unless its recipe recorded Griffin-Lim as better."""
+    from core import checkpoint
+    from core.engine import Engine
+    from training.vocoder import attach_vocoder
+
+    gen = build_generator(HIFIGAN["generator_type"], HIFIGAN["generator_params"])
+    save_vocoder(tmp_path / "voc.safetensors", gen, {**HIFIGAN, "frontend": "xfavot24k"})
+    with_vocoder = tmp_path / "m.safetensors"
+    attach_vocoder(tiny_checkpoint, tmp_path / "voc.safetensors", with_vocoder)
+    engine = Engine(align_faces=False)
+    kinds = {choice: engine.load(with_vocoder, "cpu", choice) and engine.vocoder.kind
+             for choice in ("auto", "neural", "griffin-lim")}
+    assert kinds == {"auto": "neural", "neural": "neural", "griffin-lim": "griffin-lim"}
+    prefers_gl = tmp_path / "m2.safetensors"
+    checkpoint.export_inference(with_vocoder, prefers_gl, meta={"preferred_vocoder": "griffin-lim"})
+    assert engine.load(prefers_gl, "cpu").vocoder.startswith("Griffin-Lim") and engine.vocoder.kind == "griffin-lim"
+    assert engine.load(prefers_gl, "cpu", "neural") and engine.vocoder.kind == "neural"
+    with pytest.raises(UserError, match="unknown vocoder"):
+        engine.load(prefers_gl, "cpu", "wavenet")

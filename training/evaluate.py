@@ -124,7 +124,7 @@ def _rel(a: float, b: float) -> float:
 
 
 def evaluate(checkpoint: str | Path, corpus: str | Path, out: str | Path, device: str = "cpu",
-             retrieval_speakers: int = 8, sources_per_reference: int = 4, seed: int = 0) -> dict:
+             retrieval_speakers: int = 8, sources_per_reference: int = 4, seed: int = 0, vocoder: str = "auto") -> dict:
     from PIL import Image
 
     start = time.perf_counter()
@@ -137,7 +137,7 @@ def evaluate(checkpoint: str | Path, corpus: str | Path, out: str | Path, device
         raise UserError(f"{corpus} has {len(test)} held-out (test) paired speakers; evaluation needs at least 3")
     rng = np.random.default_rng(seed)
     engine = Engine(align_faces=False)
-    info = engine.load(checkpoint, device)
+    info = engine.load(checkpoint, device, vocoder)
     oracle = load_oracle()
     report: dict = {"checkpoint": str(checkpoint), "model": {"preset": info.preset, "steps": info.steps,
                                                              "vocoder": info.vocoder},

@@ -18,10 +18,16 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="model checkpoint (.safetensors); default: the embedded model")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    _add_vocoder_choice(p)
     p.add_argument("--gender", default="auto", choices=["auto", "female", "male"],
                    help="gender head for the reference's style (default: estimated by the model)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--no-align", action="store_true", help="centre-crop faces instead of landmark alignment")
+
+
+def _add_vocoder_choice(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--vocoder", default="auto", choices=["auto", "neural", "griffin-lim"],
+                   help="auto: the one the model's recipe measured best (default); neural: the model's own")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", required=True, help="synthetic corpus folder (its test speakers are used)")
     p.add_argument("--out", required=True, metavar="DIR", help="report folder")
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
+    _add_vocoder_choice(p)
     p.add_argument("--retrieval-speakers", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
 
@@ -158,7 +165,7 @@ def _engine(args):
     from core.engine import Engine
 
     engine = Engine(batch_size=args.batch_size, align_faces=not args.no_align)
-    engine.load(args.checkpoint, args.device)
+    engine.load(args.checkpoint, args.device, args.vocoder)
     return engine
 
 
@@ -247,7 +254,7 @@ def _run_eval(args) -> None:
     from training.evaluate import evaluate, markdown
 
     report = evaluate(resolve_checkpoint(args.checkpoint), args.corpus, args.out, args.device,
-                      args.retrieval_speakers, seed=args.seed)
+                      args.retrieval_speakers, seed=args.seed, vocoder=args.vocoder)
     print(markdown(report))
 
 

@@ -20,6 +20,7 @@ from .voice_panel import VoicePanel
 from .worker import EngineWorker
 
 DEVICES = ("auto", "cpu", "cuda")
+VOCODERS = ("auto", "neural", "griffin-lim")
 
 
 class MainWindow(QMainWindow):
@@ -90,12 +91,20 @@ class MainWindow(QMainWindow):
         self.device_combo.addItems(DEVICES)
         self.device_combo.setCurrentText(device or str(self.settings.value("engine/device", "auto")))
         self.device_combo.setToolTip("Where the model runs: auto picks the GPU when there is one")
-        self.device_combo.currentTextChanged.connect(self._device_changed)
+        self.device_combo.currentTextChanged.connect(lambda v: self._engine_setting_changed("engine/device", v))
+        self.vocoder_combo = QComboBox()
+        self.vocoder_combo.addItems(VOCODERS)
+        self.vocoder_combo.setCurrentText(str(self.settings.value("engine/vocoder", "auto")))
+        self.vocoder_combo.setToolTip("How mel spectrograms become sound: the model's neural vocoder, Griffin-Lim, "
+                                      "or auto (the one the model's recipe measured to sound closer to real speech)")
+        self.vocoder_combo.currentTextChanged.connect(lambda v: self._engine_setting_changed("engine/vocoder", v))
         self.device_label = QLabel("")
         bar.addWidget(self.model_label)
         bar.addSeparator()
         bar.addWidget(QLabel(" Device: "))
         bar.addWidget(self.device_combo)
+        bar.addWidget(QLabel("  Vocoder: "))
+        bar.addWidget(self.vocoder_combo)
         bar.addWidget(QLabel("  "))
         bar.addWidget(self.device_label)
         self.addToolBar(bar)
@@ -139,11 +148,11 @@ class MainWindow(QMainWindow):
 
     # -- model and device ----------------------------------------------------------------------
     def load_model(self, path: str | None) -> None:
-        device = self.device_combo.currentText()
+        device, vocoder = self.device_combo.currentText(), self.vocoder_combo.currentText()
         self.model_label.setText("Model: loading…")
 
         def run(engine, job):
-            info = engine.load(path, device)
+            info = engine.load(path, device, vocoder)
             return info, engine.domains, engine.device_summary()
 
         job = self.worker.submit(run, "Load model")
@@ -156,6 +165,7 @@ class MainWindow(QMainWindow):
         self.model_info = info
         self.settings.setValue("model/path", info.path)
         self.settings.setValue("engine/device_loaded", self.device_combo.currentText())
+        self.settings.setValue("engine/vocoder_loaded", self.vocoder_combo.currentText())
         name = info.meta.get("name") or Path(info.path).stem
         self.model_label.setText(f"Model: <b>{name}</b> ({info.preset}, {info.steps} steps, {info.vocoder})")
         self.model_label.setToolTip(info.path)
@@ -167,16 +177,18 @@ class MainWindow(QMainWindow):
     def _model_failed(self, message: str) -> None:
         if self.model_info is not None:  # the engine still holds the previous model: keep using it
             self.ctx.show_error("Cannot load the model", f"{message} The previous model stays active.")
-            self.device_combo.blockSignals(True)
-            self.device_combo.setCurrentText(self.settings.value("engine/device_loaded", "auto"))
-            self.device_combo.blockSignals(False)
+            for combo, key in ((self.device_combo, "engine/device_loaded"), (self.vocoder_combo, "engine/vocoder_loaded")):
+                combo.blockSignals(True)
+                combo.setCurrentText(self.settings.value(key, "auto"))
+                combo.blockSignals(False)
             return
         self.model_label.setText("Model: none")
         self.banner.setText(f"No model is loaded: {message}  Choose one in the Models tab, or import a file.")
         self.banner.show()
 
-    def _device_changed(self, device: str) -> None:
-        self.settings.setValue("engine/device", device)
+    def _engine_setting_changed(self, key: str, value: str) -> None:
+        """Device or vocoder: remembered, and the model reloaded with it."""
+        self.settings.setValue(key, value)
         if self.model_info is not None:
             self.load_model(self.model_info.path)
 
