@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from core import audio
 from core.engine import Engine
@@ -136,6 +137,7 @@ def evaluate(checkpoint: str | Path, corpus: str | Path, out: str | Path, device
     if len(test) < 3:
         raise UserError(f"{corpus} has {len(test)} held-out (test) paired speakers; evaluation needs at least 3")
     rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)  # Griffin-Lim starts from random phases: the same ones on every run
     engine = Engine(align_faces=False)
     info = engine.load(checkpoint, device, vocoder)
     oracle = load_oracle()
