@@ -179,10 +179,14 @@ def export_inference(src: str | Path, dst: str | Path, vocoder_from: str | Path 
         v_tensors, v_header = load_tensors(vocoder_from)
         vocoder = {k: v for k, v in v_tensors.items() if k.startswith("vocoder.")}
         if vocoder and "vocoder" in v_header.get("meta", {}):
-            header_meta["vocoder"] = v_header["meta"]["vocoder"]
+            # the vocoder's config and its measured comparison with Griffin-Lim travel with it
+            for key in ("vocoder", "preferred_vocoder", "vocoder_comparison"):
+                if key in v_header["meta"]:
+                    header_meta[key] = v_header["meta"][key]
     keep.update(vocoder)
     if not vocoder:
-        header_meta.pop("vocoder", None)
+        for key in ("vocoder", "preferred_vocoder", "vocoder_comparison"):
+            header_meta.pop(key, None)
     if dtype is not None:
         keep = {k: v.to(dtype) if v.is_floating_point() else v for k, v in keep.items()}
     for key in ("optimizers", "train_config"):

@@ -141,13 +141,15 @@ def test_export_inference_keeps_what_the_engine_needs(tmp_path):
     extra = {"train.generator_image.x": torch.zeros(2), "optim.g.0.exp_avg": torch.zeros(2)}
     checkpoint.save_model(trained, nets, cfg, {"steps": 7, "optimizers": {"g": 1}}, extra=extra)
     base = tmp_path / "base.safetensors"
-    checkpoint.save_model(base, {}, cfg, {"vocoder": {"kind": "hifigan"}}, extra={"vocoder.w": torch.ones(3)})
+    checkpoint.save_model(base, {}, cfg, {"vocoder": {"kind": "hifigan"}, "preferred_vocoder": "griffin-lim"},
+                          extra={"vocoder.w": torch.ones(3)})
     out = tmp_path / "shipped.safetensors"
     header = checkpoint.export_inference(trained, out, vocoder_from=base, dtype=torch.float16, meta={"name": "x"})
     tensors, _ = checkpoint.load_tensors(out)
     assert set(header["modules"]) == set(checkpoint.SHIPPED_MODULES)
     assert not any(k.startswith(("train.", "optim.", "discriminator_audio.", "content.")) for k in tensors)
     assert tensors["vocoder.w"].dtype == torch.float16 and header["meta"]["vocoder"] == {"kind": "hifigan"}
+    assert header["meta"]["preferred_vocoder"] == "griffin-lim"  # the base's measurement of that vocoder
     assert header["meta"]["steps"] == 7 and header["meta"]["name"] == "x" and "optimizers" not in header["meta"]
     loaded, _, _, _ = checkpoint.load_model(out)
     assert set(loaded) == set(checkpoint.SHIPPED_MODULES)

@@ -71,3 +71,10 @@ def test_the_cli_uses_the_default_offline(tmp_path):
     r = xfavot("voice-from-face", "--source", VOICES[2], "--reference", FACES[3], "--out", tmp_path / "o.wav")
     assert r.returncode == 0, r.stderr
     assert sf.info(tmp_path / "o.wav").frames == sf.info(VOICES[2]).frames
+
+
+def test_the_model_library_names_its_vocoder():
+    from xfavot_studio.library import describe, vocoder_label
+
+    assert describe(DEFAULT_CHECKPOINT, builtin=True).vocoder == "HiFiGAN, 2000 steps (auto: Griffin-Lim)"
+    assert vocoder_label({"name": "untrained"}) == "Griffin-Lim"

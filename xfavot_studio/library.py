@@ -35,13 +35,26 @@ class ModelEntry:
         return len(self.genders) + len(self.speakers)
 
 
+def vocoder_label(meta: dict) -> str:
+    """"HiFiGAN, 2000 steps (auto: Griffin-Lim)" for a model with a neural vocoder, else "Griffin-Lim"."""
+    voc = meta.get("vocoder")
+    if not isinstance(voc, dict) or not (voc.get("generator_type") or voc.get("path")):
+        return "Griffin-Lim"
+    label = (voc.get("generator_type") or "neural").removesuffix("Generator")
+    if voc.get("steps"):
+        label += f", {voc['steps']} steps"
+    if meta.get("preferred_vocoder") == "griffin-lim":
+        label += " (auto: Griffin-Lim)"
+    return label
+
+
 def describe(path: Path, builtin: bool = False) -> ModelEntry:
     header = checkpoint.read_header(path)
     if header.get("format") != checkpoint.FORMAT:
         raise UserError(f"{path.name} is not an XFaVoT model checkpoint")
     meta, cfg = header.get("meta", {}), header.get("config", {})
     created = meta.get("created") or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
-    vocoder = meta.get("vocoder", {}).get("kind", "Griffin-Lim") if isinstance(meta.get("vocoder"), dict) else "Griffin-Lim"
+    vocoder = vocoder_label(meta)
     return ModelEntry(str(path), meta.get("name") or path.stem, cfg.get("preset", "?"), list(cfg.get("genders", [])),
                       list(cfg.get("speakers", [])), int(meta.get("steps", 0)), str(meta.get("data", "")),
                       created[:19].replace("T", " "), vocoder, builtin)
