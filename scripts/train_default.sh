@@ -4,14 +4,15 @@
 # -> quality report. Every stage resumes where it stopped, so run it again after an interruption.
 #
 #   bash scripts/train_default.sh                 # CPU or the GPU that `auto` finds
-#   WORK=/big/disk STEPS=20000 DEVICE=cuda bash scripts/train_default.sh
+#   WORK=/big/disk STEPS=20000 VOCODER_STEPS=100000 DEVICE=cuda bash scripts/train_default.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WORK:-work/default}
 DEVICE=${DEVICE:-auto}
-STEPS=${STEPS:-4000}            # XFaVoT training steps (batch 8)
+# the shipped model's numbers (resources/MODEL_CARD.md); raise them on a GPU to train further
+STEPS=${STEPS:-1222}            # XFaVoT training steps (batch 8)
 AUX_STEPS=${AUX_STEPS:-800}
-VOCODER_STEPS=${VOCODER_STEPS:-6000}
+VOCODER_STEPS=${VOCODER_STEPS:-2000}  # multi-resolution STFT loss only; the GAN losses start at step 2000
 X="${XFAVOT:-xfavot}"
 mkdir -p "$WORK"
 
