@@ -355,6 +355,7 @@ def training_tab(qtbot, window, avatar_folder, steps: int, name: str = "my-avata
 
 def test_training_tab_finetunes_and_adds_a_model(qtbot, window, avatar_folder, tiny_checkpoint):
     panel = training_tab(qtbot, window, avatar_folder, 3, "test avatars")
+    assert panel.base.currentData() == window.model_info.path  # the model in use, not the embedded default
     panel.sample_every.setValue(2)
     with qtbot.waitSignal(panel.model_added, timeout=300_000) as added:
         panel.start()

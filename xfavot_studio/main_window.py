@@ -173,6 +173,7 @@ class MainWindow(QMainWindow):
         self.banner.hide()
         self.latent.set_domains(domains)
         self.models.set_active(info.path)
+        self.training.follow_active(info.path)
 
     def _model_failed(self, message: str) -> None:
         if self.model_info is not None:  # the engine still holds the previous model: keep using it

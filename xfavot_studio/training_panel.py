@@ -119,7 +119,10 @@ class TrainingPanel(QWidget):
         self.avatars = FolderField(ctx, "train_avatars", "Avatar images (female/ and male/ subfolders, or one folder)")
         self.voices = FolderField(ctx, "train_voices", "Optional: voices to go with the avatars")
         self.base = QComboBox()
-        self.base.setToolTip("The model to start from (from the model library)")
+        self.base.setToolTip("The model to start from (from the model library); the active model until you pick one")
+        self._base_picked = False
+        self._active_model: str | None = None
+        self.base.activated.connect(lambda _: setattr(self, "_base_picked", True))  # user choices only
         self.steps = QSpinBox()
         self.steps.setRange(1, 1_000_000)
         self.steps.setValue(int(ctx.settings.value("train/steps", 500)))
@@ -199,10 +202,18 @@ class TrainingPanel(QWidget):
         self.base.clear()
         for e in entries:
             self.base.addItem(f"{e.name} ({e.preset}, {e.steps} steps)", e.path)
-        if current:
-            found = self.base.findData(current)
-            if found >= 0:
-                self.base.setCurrentIndex(found)
+        self._select_base(current if self._base_picked else self._active_model or current)
+
+    def follow_active(self, path: str) -> None:
+        """The base model is the model in use, until the user picks another."""
+        self._active_model = path
+        if not self._base_picked:
+            self._select_base(path)
+
+    def _select_base(self, path: str | None) -> None:
+        found = self.base.findData(path) if path else -1
+        if found >= 0:
+            self.base.setCurrentIndex(found)
 
     @property
     def running(self) -> bool:
