@@ -162,6 +162,10 @@ SHIPPED_MODULES = ("generator_image", "generator_audio", "style_encoder_image", 
                    "jdc", "discriminator_image", "classifier_audio")
 
 
+# a vocoder's config and its measured comparison with Griffin-Lim: they travel with its weights
+VOCODER_META = ("vocoder", "preferred_vocoder", "vocoder_comparison")
+
+
 def export_inference(src: str | Path, dst: str | Path, vocoder_from: str | Path | None = None,
                      dtype: torch.dtype | None = None, meta: dict | None = None) -> dict:
     """Write an inference-only copy of a (training) checkpoint: the EMA weights and what the
@@ -179,13 +183,12 @@ def export_inference(src: str | Path, dst: str | Path, vocoder_from: str | Path 
         v_tensors, v_header = load_tensors(vocoder_from)
         vocoder = {k: v for k, v in v_tensors.items() if k.startswith("vocoder.")}
         if vocoder and "vocoder" in v_header.get("meta", {}):
-            # the vocoder's config and its measured comparison with Griffin-Lim travel with it
-            for key in ("vocoder", "preferred_vocoder", "vocoder_comparison"):
+            for key in VOCODER_META:
                 if key in v_header["meta"]:
                     header_meta[key] = v_header["meta"][key]
     keep.update(vocoder)
     if not vocoder:
-        for key in ("vocoder", "preferred_vocoder", "vocoder_comparison"):
+        for key in VOCODER_META:
             header_meta.pop(key, None)
     if dtype is not None:
         keep = {k: v.to(dtype) if v.is_floating_point() else v for k, v in keep.items()}

@@ -142,16 +142,14 @@ class Engine:
 
     @staticmethod
     def _vocoder_from(cfg: ModelConfig, meta: dict, extra: dict, path: Path, choice: str) -> Vocoder:
-        if choice == "auto":
-            choice = "griffin-lim" if meta.get("preferred_vocoder") == "griffin-lim" else "neural"
+        if choice == "griffin-lim" or (choice == "auto" and meta.get("preferred_vocoder") == "griffin-lim"):
+            return Vocoder.griffin_lim(cfg.mel_frontend, "Griffin-Lim")
         ref = meta.get("vocoder")
         state = checkpoint.split_prefix(extra, "vocoder")
-        if choice == "neural" and state and ref:
+        if state and ref:
             return Vocoder.from_state(ref, state)
-        if choice == "neural" and ref and ref.get("path"):  # a vocoder file next to (or relative to) the checkpoint
+        if ref and ref.get("path"):  # a vocoder file next to (or relative to) the checkpoint
             return load_vocoder((path.parent / ref["path"]).resolve())
-        if choice == "griffin-lim":
-            return Vocoder(None, cfg.mel_frontend, "Griffin-Lim")
         return Vocoder.griffin_lim(cfg.mel_frontend)
 
     def _need_model(self) -> None:

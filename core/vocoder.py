@@ -79,8 +79,9 @@ class Vocoder:
 
     # -- constructors -------------------------------------------------------------------------
     @classmethod
-    def griffin_lim(cls, frontend: str = "xfavot24k") -> "Vocoder":
-        return cls(None, frontend, "Griffin-Lim (no neural vocoder in this model)")
+    def griffin_lim(cls, frontend: str = "xfavot24k",
+                    description: str = "Griffin-Lim (no neural vocoder in this model)") -> "Vocoder":
+        return cls(None, frontend, description)
 
     @classmethod
     def from_state(cls, config: dict, state: dict[str, torch.Tensor]) -> "Vocoder":

@@ -7,6 +7,8 @@ from PySide6.QtGui import QAction, QIcon, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QComboBox, QLabel, QMainWindow, QMessageBox, QProgressBar, QTabWidget, QToolBar,
                                QVBoxLayout, QWidget)
 
+from core.engine import VOCODER_CHOICES
+
 from . import __version__
 from . import settings as app_settings
 from .context import AppContext
@@ -20,7 +22,6 @@ from .voice_panel import VoicePanel
 from .worker import EngineWorker
 
 DEVICES = ("auto", "cpu", "cuda")
-VOCODERS = ("auto", "neural", "griffin-lim")
 
 
 class MainWindow(QMainWindow):
@@ -36,6 +37,7 @@ class MainWindow(QMainWindow):
         home = app_settings.data_dir()
         self.library = ModelLibrary(home / "models")
         self.model_info = None
+        self._loaded_with: dict[QComboBox, str] = {}  # device and vocoder of the loaded model
 
         self.face = FacePanel(self.ctx)
         self.voice = VoicePanel(self.ctx)
@@ -93,7 +95,7 @@ class MainWindow(QMainWindow):
         self.device_combo.setToolTip("Where the model runs: auto picks the GPU when there is one")
         self.device_combo.currentTextChanged.connect(lambda v: self._engine_setting_changed("engine/device", v))
         self.vocoder_combo = QComboBox()
-        self.vocoder_combo.addItems(VOCODERS)
+        self.vocoder_combo.addItems(VOCODER_CHOICES)
         self.vocoder_combo.setCurrentText(str(self.settings.value("engine/vocoder", "auto")))
         self.vocoder_combo.setToolTip("How mel spectrograms become sound: the model's neural vocoder, Griffin-Lim, "
                                       "or auto (the one the model's recipe measured to sound closer to real speech)")
@@ -164,8 +166,7 @@ class MainWindow(QMainWindow):
         info, domains, device = result
         self.model_info = info
         self.settings.setValue("model/path", info.path)
-        self.settings.setValue("engine/device_loaded", self.device_combo.currentText())
-        self.settings.setValue("engine/vocoder_loaded", self.vocoder_combo.currentText())
+        self._loaded_with = {combo: combo.currentText() for combo in (self.device_combo, self.vocoder_combo)}
         name = info.meta.get("name") or Path(info.path).stem
         self.model_label.setText(f"Model: <b>{name}</b> ({info.preset}, {info.steps} steps, {info.vocoder})")
         self.model_label.setToolTip(info.path)
@@ -178,9 +179,9 @@ class MainWindow(QMainWindow):
     def _model_failed(self, message: str) -> None:
         if self.model_info is not None:  # the engine still holds the previous model: keep using it
             self.ctx.show_error("Cannot load the model", f"{message} The previous model stays active.")
-            for combo, key in ((self.device_combo, "engine/device_loaded"), (self.vocoder_combo, "engine/vocoder_loaded")):
+            for combo, text in self._loaded_with.items():  # back to what the loaded model runs with
                 combo.blockSignals(True)
-                combo.setCurrentText(self.settings.value(key, "auto"))
+                combo.setCurrentText(text)
                 combo.blockSignals(False)
             return
         self.model_label.setText("Model: none")
