@@ -116,13 +116,13 @@ def mel_scale_params(frontend: str) -> tuple[int, float]:
     raise ValueError(f"unknown mel front end {frontend!r}")
 
 
-@functools.lru_cache(maxsize=4)
-def _mel_transform(frontend: str) -> torchaudio.transforms.MelSpectrogram:
+def make_mel_transform(frontend: str, dtype: torch.dtype = torch.float64) -> torchaudio.transforms.MelSpectrogram:
+    """The front end's mel spectrogram (power) as a module, built in `dtype`."""
     sr, f_max = mel_scale_params(frontend)
     # torchaudio builds the filterbank and window in the default dtype; in float32 the filterbank
-    # alone is off by ~1e-5, so build the whole transform in float64
+    # alone is off by ~1e-5, so the precise transform is built in float64 throughout
     previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
+    torch.set_default_dtype(dtype)
     try:
         return torchaudio.transforms.MelSpectrogram(
             sample_rate=sr, f_max=f_max, n_fft=N_FFT, win_length=WIN, hop_length=HOP, n_mels=N_MELS)
@@ -130,13 +130,20 @@ def _mel_transform(frontend: str) -> torchaudio.transforms.MelSpectrogram:
         torch.set_default_dtype(previous)
 
 
-def log_mel(wav: np.ndarray | torch.Tensor, frontend: str = "xfavot24k") -> torch.Tensor:
+@functools.lru_cache(maxsize=8)
+def _mel_transform(frontend: str, dtype: torch.dtype) -> torchaudio.transforms.MelSpectrogram:
+    return make_mel_transform(frontend, dtype)
+
+
+def log_mel(wav: np.ndarray | torch.Tensor, frontend: str = "xfavot24k", precise: bool = True) -> torch.Tensor:
     """(samples,) or (B, samples) at 24 kHz -> normalised log-mel (80, T) or (B, 80, T).
 
-    T = samples // 300 + 1 (centred frames). The STFT runs in float64: in float32 the quiet top
-    bands carry ~1e-5 of rounding error through the log; the result is float32."""
-    x = torch.as_tensor(wav).double()
-    transform = _mel_transform(frontend).to(x.device)
+    T = samples // 300 + 1 (centred frames). precise: the STFT runs in float64 (in float32 the
+    quiet top bands carry ~1e-5 of rounding error through the log; 3x faster, fine for augmented
+    training crops); the result is float32 either way."""
+    dtype = torch.float64 if precise else torch.float32
+    x = torch.as_tensor(wav).to(dtype)
+    transform = _mel_transform(frontend, dtype).to(x.device)
     mel = torch.log(1e-5 + transform(x))
     return ((mel - MEL_MEAN) / MEL_STD).float()
 

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 GENDERS = ("female", "male")
 MEL_FRONTENDS = ("xfavot24k", "stargan_vc_compat")
+# the choices every parser and panel offers (this module imports no torch, so --help stays fast)
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+VOCODER_CHOICES = ("auto", "neural", "griffin-lim")
 
 
 @dataclass
@@ -25,6 +28,7 @@ class ModelConfig:
     img_dim_in: int = 32
     img_max_dim: int = 128
     img_down_blocks: int = 4          # Table 6: four (to H/16); StarGANv2's code at 128 px uses three
+    img_skip: bool = False            # U-Net skips encoder -> decoder (the cpu preset; see ImageGenerator)
     # audio side (StarGANv2-VC) on 80-band log-mels
     n_mels: int = 80
     audio_dim_in: int = 16
@@ -103,6 +107,12 @@ PRESETS: dict[str, dict] = {
         speakers=tuple(f"spk{i:03d}" for i in range(128)),
     ),
     "small": dict(),
+    # the embedded default model, sized for a 2-core CPU (benchmarks/bench_train.py): 64-px faces,
+    # thin full-resolution layers, a narrower audio generator and F0 network
+    "cpu": dict(
+        img_size=64, img_dim_in=16, img_max_dim=128, img_down_blocks=3, img_skip=True,
+        audio_dim_in=8, audio_max_dim=128, jdc_width=8,
+    ),
     "tiny": dict(
         img_size=64, img_dim_in=8, img_max_dim=32,
         audio_dim_in=8, audio_max_dim=32,
@@ -111,6 +121,9 @@ PRESETS: dict[str, dict] = {
         speakers=tuple(f"spk{i:03d}" for i in range(4)),
     ),
 }
+
+
+PRESET_NAMES = tuple(PRESETS)
 
 
 # The official code's generators where they differ from the paper's tables, at the same channel
