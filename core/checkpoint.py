@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .config import ModelConfig
-from .errors import UserError
+from .errors import UserError, require_format
 from .model import MODULE_NAMES, build_networks
 
 FORMAT = "xfavot-checkpoint"
@@ -51,11 +52,14 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], header: dic
 
 def _sniff(path: Path) -> str | None:
     with open(path, "rb") as f:
-        head = f.read(4)
+        head = f.read(9)
+    if head[:4] == b"PK\x03\x04":
+        return "a torch.save (zip/pickle) file"
+    header_length = int.from_bytes(head[:8], "little")
+    if head[8:9] == b"{" and header_length < path.stat().st_size:  # safetensors: u64 LE length, JSON
+        return None
     if head[:1] == b"\x80" and len(head) > 1 and head[1] in range(2, 6):
         return "a Python pickle"
-    if head == b"PK\x03\x04":
-        return "a torch.save (zip/pickle) file"
     return None
 
 
@@ -97,6 +101,22 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, header
 
 
+def model_header(cfg: ModelConfig, meta: dict, modules) -> dict:
+    """The header of a model checkpoint: format, version, config, model card, module names."""
+    meta = dict(meta)
+    meta.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    return {"format": FORMAT, "version": VERSION, "config": cfg.to_dict(), "meta": meta, "modules": sorted(modules)}
+
+
+def require_model(header: dict, path: str | Path) -> dict:
+    """The one check that a header is an XFaVoT model checkpoint's (and not too new to read)."""
+    name = Path(path).name
+    require_format(header, FORMAT, f"{name} is not an XFaVoT model checkpoint")
+    if header.get("version", 0) > VERSION:
+        raise UserError(f"{name} was written by a newer XFaVoT (format version {header['version']}); update the app")
+    return header
+
+
 def split_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     n = len(prefix) + 1
     return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
@@ -113,21 +133,14 @@ def save_model(path: str | Path, nets: dict[str, torch.nn.Module], cfg: ModelCon
                 value = value.to(dtype)
             tensors[f"{name}.{key}"] = value
     tensors.update(extra or {})
-    meta = dict(meta or {})
-    meta.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    header = {"format": FORMAT, "version": VERSION, "config": cfg.to_dict(), "meta": meta,
-              "modules": sorted(nets)}
-    save_tensors(path, tensors, header)
+    save_tensors(path, tensors, model_header(cfg, meta or {}, nets))
 
 
 def load_model(path: str | Path, require: tuple[str, ...] = ()) -> tuple[torch.nn.ModuleDict, ModelConfig, dict, dict]:
     """-> (networks present in the file, config, meta, extra tensors). Always float32 on the CPU."""
     path = Path(path)
     tensors, header = load_tensors(path)
-    if header.get("format") != FORMAT:
-        raise UserError(f"{path.name} is not an XFaVoT model checkpoint (format {header.get('format')!r})")
-    if header.get("version", 0) > VERSION:
-        raise UserError(f"{path.name} was written by a newer XFaVoT (format version {header['version']}); update the app")
+    require_model(header, path)
     try:
         cfg = ModelConfig.from_dict(header["config"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -157,6 +170,64 @@ def read_header(path: str | Path) -> dict:
     return _read_metadata(_existing_safetensors(path))
 
 
+@dataclass
+class ModelRecord:
+    """What a model file says about itself: the one reading of a header, for the engine, the model
+    library and `xfavot info`."""
+    path: str
+    name: str
+    preset: str
+    genders: list[str]
+    speakers: list[str]
+    steps: int
+    vocoder: str          # e.g. "Vocos, 6000 steps" or "Griffin-Lim" (the engine: the one in use)
+    data: str
+    created: str
+    description: str
+    mel_frontend: str
+    modules: list[str]
+    meta: dict = field(default_factory=dict)
+    builtin: bool = False  # the embedded default model
+
+    @property
+    def domains(self) -> int:
+        return len(self.genders) + len(self.speakers)
+
+    def card(self) -> list[tuple[str, str]]:
+        """(label, value) rows of the model card that `xfavot info` prints."""
+        speakers = self.speakers
+        return [("file", self.path), ("name", self.name), ("preset", self.preset), ("description", self.description),
+                ("domains", f"{len(self.genders)} genders ({', '.join(self.genders)}) + {len(speakers)} speakers"),
+                ("speakers", ", ".join(speakers[:8]) + (" ..." if len(speakers) > 8 else "")),
+                ("training steps", str(self.steps)), ("vocoder", self.vocoder), ("mel front end", self.mel_frontend),
+                ("modules", ", ".join(self.modules)), ("created", self.created)]
+
+
+def vocoder_label(meta: dict) -> str:
+    """"Vocos, 6000 steps (auto: Griffin-Lim)" for a model with a neural vocoder, else "Griffin-Lim"."""
+    voc = meta.get("vocoder")
+    if not isinstance(voc, dict) or not (voc.get("generator_type") or voc.get("path")):
+        return "Griffin-Lim"
+    label = (voc.get("generator_type") or "neural").removesuffix("Generator")
+    if voc.get("steps"):
+        label += f", {voc['steps']} steps"
+    if meta.get("preferred_vocoder") == "griffin-lim":
+        label += " (auto: Griffin-Lim)"
+    return label
+
+
+def describe(path: str | Path, builtin: bool = False) -> ModelRecord:
+    """The record of a model file (header only; UserError for anything that is not one)."""
+    path = Path(path)
+    header = require_model(read_header(path), path)
+    meta, cfg = header.get("meta", {}), header.get("config", {})
+    created = meta.get("created") or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+    return ModelRecord(str(path), meta.get("name") or path.stem, cfg.get("preset", "?"), list(cfg.get("genders", [])),
+                       list(cfg.get("speakers", [])), int(meta.get("steps", 0)), vocoder_label(meta),
+                       str(meta.get("data", "")), created[:19].replace("T", " "), meta.get("description", ""),
+                       cfg.get("mel_frontend", ""), list(header.get("modules", [])), meta, builtin)
+
+
 # what inference needs: EMA networks, JDC, and the two networks that estimate a reference's gender
 SHIPPED_MODULES = ("generator_image", "generator_audio", "style_encoder_image", "style_encoder_audio", "mapping",
                    "jdc", "discriminator_image", "classifier_audio")
@@ -173,8 +244,7 @@ def export_inference(src: str | Path, dst: str | Path, vocoder_from: str | Path 
     The vocoder comes from `src`, or from `vocoder_from` (e.g. the base of a fine-tuned model).
     Returns the new header."""
     tensors, header = load_tensors(src)
-    if header.get("format") != FORMAT:
-        raise UserError(f"{Path(src).name} is not an XFaVoT model checkpoint")
+    require_model(header, src)
     modules = [m for m in header.get("modules", []) if m in SHIPPED_MODULES]
     keep = {k: v for k, v in tensors.items() if k.split(".", 1)[0] in modules}
     header_meta = dict(header.get("meta", {}))

@@ -11,10 +11,11 @@ Every problem a user can fix raises core.errors.UserError with a one-line messag
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, Union
 
@@ -23,9 +24,9 @@ import torch
 from PIL import Image
 
 from . import audio, checkpoint, face
-from .config import ModelConfig
+from .config import DEVICE_CHOICES, VOCODER_CHOICES, ModelConfig
 from .errors import UserError
-from .model import AudioTrunk, EMA_MODULES
+from .model import EMA_MODULES, AudioTrunk
 from .vocoder import Vocoder, load_vocoder
 
 ImageInput = Union[str, Path, Image.Image]
@@ -33,7 +34,6 @@ AudioInput = Union[str, Path, np.ndarray, "Audio"]
 
 RESOURCES = Path(os.environ.get("XFAVOT_RESOURCES", Path(__file__).resolve().parent.parent / "resources"))
 DEFAULT_CHECKPOINT = RESOURCES / "default" / "xfavot-default.safetensors"
-VOCODER_CHOICES = ("auto", "neural", "griffin-lim")
 MAX_SOURCE_SECONDS = 60 * 60     # a source clip is converted in chunks; beyond an hour we refuse
 MAX_REFERENCE_SECONDS = 30.0     # a style needs a few seconds; longer references are cut here
 CHUNK_FRAMES = 2000              # 25 s of mel per generator call on long sources
@@ -61,15 +61,7 @@ class Style:
         return Style(vec.astype(np.float32), self.gender if t < 0.5 else other.gender, "mix")
 
 
-@dataclass
-class ModelInfo:
-    path: str
-    preset: str
-    genders: list[str]
-    speakers: list[str]
-    steps: int
-    vocoder: str
-    meta: dict = field(default_factory=dict)
+ModelInfo = checkpoint.ModelRecord  # what load() returns: the file's record, vocoder = the one in use
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -85,8 +77,18 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UserError("MPS (Apple GPU) was requested but is not available here; use --device cpu or auto")
     if device not in ("cpu", "mps") and not device.startswith("cuda"):
-        raise UserError(f"unknown device {device!r}; use auto, cpu, cuda or mps")
+        raise UserError(f"unknown device {device!r}; use one of {', '.join(DEVICE_CHOICES)}")
     return torch.device(device)
+
+
+def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+    """bf16 autocast on CUDA, and on CPUs with native bf16 (AVX-512 BF16 / AMX); else full fp32."""
+    if not amp:
+        return None
+    if device.type == "cuda" or (device.type == "cpu" and torch.backends.mkldnn.is_available()
+                                 and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+        return torch.bfloat16
+    return None
 
 
 def resolve_checkpoint(path: str | Path | None) -> Path:
@@ -136,8 +138,7 @@ class Engine:
             self.device = dev
             self.vocoder = vocoder.to(dev)
             self.aligner = face.FaceAligner(str(dev)) if self.align_faces else None
-            self.info = ModelInfo(str(path), cfg.preset, list(cfg.genders), list(cfg.speakers),
-                                  int(meta.get("steps", 0)), vocoder.description, meta)
+            self.info = dataclasses.replace(checkpoint.describe(path), vocoder=vocoder.description)
         return self.info
 
     @staticmethod
@@ -322,24 +323,6 @@ class Engine:
             audio.save_audio(path, wav)
         except OSError as exc:
             raise UserError(f"cannot write {path}: {exc}")
-
-    def mel_picture(self, wav: np.ndarray) -> np.ndarray:
-        """(80, T) log-mel in 0..1 (low bands first) for display; any model's front end."""
-        frontend = self.cfg.mel_frontend if self.cfg else "xfavot24k"
-        mel = audio.log_mel(np.asarray(wav, dtype=np.float32), frontend).numpy()
-        lo, hi = np.percentile(mel, 1), np.percentile(mel, 99.5)
-        return np.clip((mel - lo) / max(hi - lo, 1e-6), 0, 1)
-
-    def device_summary(self) -> str:
-        """The compute device in words, with memory where it means something."""
-        dev = self.device
-        if dev.type == "cuda":
-            free, total = torch.cuda.mem_get_info(dev)
-            name = torch.cuda.get_device_name(dev)
-            return f"CUDA · {name} · {(total - free) / 2**30:.1f} of {total / 2**30:.0f} GiB in use"
-        if dev.type == "mps":
-            return "Apple GPU (MPS)"
-        return f"CPU · {torch.get_num_threads()} threads"
 
     # -- the four tasks -----------------------------------------------------------------------
     def face_from_voice(self, source_faces, reference_voice: AudioInput, gender: str | None = None):

@@ -25,8 +25,9 @@ from typing import Callable
 
 from . import audio, checkpoint
 from .audio import AUDIO_EXTS
-from .errors import UserError
+from .errors import UserError, require_format
 from .face import IMAGE_EXTS
+
 MANIFEST = "manifest.json"
 FORMAT = "xfavot-export"
 
@@ -148,8 +149,7 @@ def _load_previous(out: Path, settings: dict, model: dict) -> dict[str, dict]:
         old = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise UserError(f"{path} exists but cannot be read ({exc}); choose an empty output folder")
-    if old.get("format") != FORMAT:
-        raise UserError(f"{out} holds a {MANIFEST} that is not an XFaVoT export; choose an empty output folder")
+    require_format(old, FORMAT, f"{out} holds a {MANIFEST} that is not an XFaVoT export; choose an empty output folder")
     if old.get("settings") != settings or old.get("model", {}).get("path") != model["path"]:
         raise UserError(f"{out} holds an export with other inputs, settings or model; "
                         "choose another output folder to start a new export")

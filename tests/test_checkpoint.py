@@ -80,6 +80,18 @@ def test_pickle_checkpoints_are_refused_without_unpickling(tmp_path):
     load_error(tmp_path / "p.pt", "pickle")
 
 
+def test_a_safetensors_header_length_that_looks_like_a_pickle_opcode_still_loads(tmp_path):
+    # the file starts with its header length (u64 LE); 0x80 0x03 is also pickle protocol 3's opening
+    path = tmp_path / "m.safetensors"
+    for pad in range(0, 2048, 8):
+        checkpoint.save_tensors(path, {"x": torch.ones(2)}, {"format": "x", "pad": "a" * pad})
+        if path.read_bytes()[:2] == b"\x80\x03":
+            break
+    assert path.read_bytes()[:2] == b"\x80\x03"
+    tensors, header = checkpoint.load_tensors(path)
+    assert torch.equal(tensors["x"], torch.ones(2)) and header["format"] == "x"
+
+
 def test_plain_safetensors_without_our_header(tmp_path):
     save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
     load_error(tmp_path / "other.safetensors", "not an XFaVoT checkpoint")

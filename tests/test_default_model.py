@@ -74,7 +74,7 @@ def test_the_cli_uses_the_default_offline(tmp_path):
 
 
 def test_the_model_library_names_its_vocoder():
-    from xfavot_studio.library import describe, vocoder_label
+    from core.checkpoint import describe, vocoder_label
 
     assert describe(DEFAULT_CHECKPOINT, builtin=True).vocoder == "HiFiGAN, 2000 steps (auto: Griffin-Lim)"
     assert vocoder_label({"name": "untrained"}) == "Griffin-Lim"

@@ -8,56 +8,12 @@ from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from core import checkpoint
+from core.checkpoint import ModelRecord, describe
 from core.engine import DEFAULT_CHECKPOINT, Engine
 from core.errors import UserError
-
-
-@dataclass
-class ModelEntry:
-    path: str
-    name: str
-    preset: str
-    genders: list[str]
-    speakers: list[str]
-    steps: int
-    data: str
-    created: str
-    vocoder: str
-    builtin: bool = False
-
-    @property
-    def domains(self) -> int:
-        return len(self.genders) + len(self.speakers)
-
-
-def vocoder_label(meta: dict) -> str:
-    """"HiFiGAN, 2000 steps (auto: Griffin-Lim)" for a model with a neural vocoder, else "Griffin-Lim"."""
-    voc = meta.get("vocoder")
-    if not isinstance(voc, dict) or not (voc.get("generator_type") or voc.get("path")):
-        return "Griffin-Lim"
-    label = (voc.get("generator_type") or "neural").removesuffix("Generator")
-    if voc.get("steps"):
-        label += f", {voc['steps']} steps"
-    if meta.get("preferred_vocoder") == "griffin-lim":
-        label += " (auto: Griffin-Lim)"
-    return label
-
-
-def describe(path: Path, builtin: bool = False) -> ModelEntry:
-    header = checkpoint.read_header(path)
-    if header.get("format") != checkpoint.FORMAT:
-        raise UserError(f"{path.name} is not an XFaVoT model checkpoint")
-    meta, cfg = header.get("meta", {}), header.get("config", {})
-    created = meta.get("created") or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
-    vocoder = vocoder_label(meta)
-    return ModelEntry(str(path), meta.get("name") or path.stem, cfg.get("preset", "?"), list(cfg.get("genders", [])),
-                      list(cfg.get("speakers", [])), int(meta.get("steps", 0)), str(meta.get("data", "")),
-                      created[:19].replace("T", " "), vocoder, builtin)
 
 
 def _slug(name: str) -> str:
@@ -70,7 +26,7 @@ class ModelLibrary:
         self.builtin = Path(builtin) if builtin else DEFAULT_CHECKPOINT
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def entries(self, active: str | None = None) -> tuple[list[ModelEntry], list[str]]:
+    def entries(self, active: str | None = None) -> tuple[list[ModelRecord], list[str]]:
         """(models, problems): unreadable files are listed as problems, not hidden and not fatal.
         An active model outside the library (opened with --checkpoint) is listed too."""
         out, problems = [], []
@@ -101,7 +57,7 @@ class ModelLibrary:
             path = self.root / f"{stem}-{n}.safetensors"
         return path
 
-    def import_file(self, src: str | Path) -> ModelEntry:
+    def import_file(self, src: str | Path) -> ModelRecord:
         src = Path(src)
         if src.suffix.lower() != ".safetensors":
             raise UserError(f"{src.name}: only .safetensors model files can be imported")
@@ -111,13 +67,13 @@ class ModelLibrary:
         checkpoint.atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
         return describe(dst)
 
-    def add_trained(self, trained: str | Path, name: str, base: str | Path | None = None) -> ModelEntry:
+    def add_trained(self, trained: str | Path, name: str, base: str | Path | None = None) -> ModelRecord:
         """Put a training run's checkpoint in the library as an inference-only model."""
         dst = self._free_path(name)
         checkpoint.export_inference(trained, dst, vocoder_from=base, meta={"name": name})
         return describe(dst)
 
-    def delete(self, entry: ModelEntry) -> None:
+    def delete(self, entry: ModelRecord) -> None:
         path = Path(entry.path)
         if entry.builtin or path.resolve() == self.builtin.resolve():
             raise UserError("the embedded default model cannot be deleted")

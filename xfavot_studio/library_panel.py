@@ -3,11 +3,24 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QMessageBox,
-                               QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.checkpoint import ModelRecord
 
 from .context import AppContext
-from .library import ModelEntry, ModelLibrary
+from .library import ModelLibrary
 
 COLUMNS = ("Name", "Preset", "Domains", "Speakers", "Steps", "Vocoder", "Training data", "Created")
 
@@ -20,7 +33,7 @@ class LibraryPanel(QWidget):
     def __init__(self, ctx: AppContext, library: ModelLibrary):
         super().__init__()
         self.ctx, self.library = ctx, library
-        self.entries: list[ModelEntry] = []
+        self.entries: list[ModelRecord] = []
         self.active_path = ""
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -86,7 +99,7 @@ class LibraryPanel(QWidget):
         self.active_path = path
         self.refresh()
 
-    def selected(self) -> ModelEntry | None:
+    def selected(self) -> ModelRecord | None:
         rows = self.table.selectionModel().selectedRows()
         return self.entries[rows[0].row()] if rows else None
 

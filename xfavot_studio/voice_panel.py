@@ -6,9 +6,19 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from . import display
 from .context import AppContext
-from .widgets import (SAMPLE_RATE, MelView, PlayButton, ReferenceTabs, VoiceSlot, WaveformView, device_combo,
-                      gender_combo, save_file_dialog)
+from .widgets import (
+    SAMPLE_RATE,
+    MelView,
+    PlayButton,
+    ReferenceTabs,
+    VoiceSlot,
+    WaveformView,
+    device_combo,
+    gender_combo,
+    save_file_dialog,
+)
 
 
 class VoicePanel(QWidget):
@@ -73,7 +83,7 @@ class VoicePanel(QWidget):
 
     def _source_changed(self) -> None:
         wav = self.source.samples
-        job = self.ctx.worker.submit(lambda e, job: e.mel_picture(wav), "Source mel", key="source-mel")
+        job = self.ctx.worker.submit(lambda e, job: display.mel_picture(e, wav), "Source mel", key="source-mel")
         job.done.connect(self.source_mel.set_mel)
         self._mel_job = job
 
@@ -92,7 +102,7 @@ class VoicePanel(QWidget):
 
         def run(engine, job):
             wav = engine.voice_from_style(src, get_style(engine))
-            return wav, engine.mel_picture(wav)
+            return wav, display.mel_picture(engine, wav)
 
         self.convert_button.setEnabled(False)
         self._job = self.ctx.worker.submit(run, label, timed=True)
