@@ -24,8 +24,8 @@ from pathlib import Path
 import soundfile as sf
 from PIL import Image
 
-from core.errors import UserError
 from core.audio import AUDIO_EXTS
+from core.errors import UserError
 from core.face import IMAGE_EXTS
 
 log = logging.getLogger(__name__)
@@ -271,9 +271,29 @@ def load_prepared_av(cache: str | Path) -> Dataset:
     return Dataset(f"audio-visual {data.get('source', cache)}", speakers, skipped)
 
 
+def load_real_speech(root: str | Path) -> Dataset:
+    """`xfavot data real`'s folder: real recorded voices as audio-only speakers (train and test splits)."""
+    from .real_speech import load_manifest
+
+    root = _need_dir(root, "real speech")
+    manifest = load_manifest(root)
+    by_id = {s["speaker"]: Speaker(s["speaker"], s["gender"], "audio", s["split"],
+                                   attributes={"source": ",".join(s["sources"]), "gender_from": s["gender_from"]})
+             for s in manifest["speakers"]}
+    skipped: list = []
+    for u in manifest["utterances"]:
+        path = root / u["path"]
+        if path.is_file() and u["speaker"] in by_id:
+            by_id[u["speaker"]].voices.append(path)
+            by_id[u["speaker"]].texts.append("")
+        else:
+            skipped.append((str(path), "missing (run `xfavot data real` again to resume)"))
+    return Dataset(f"real speech {root.name}", [s for s in by_id.values() if s.voices], skipped)
+
+
 # the `--data LAYOUT:PATH` / `xfavot data info LAYOUT` names (avatar sets take two folders: see load_avatar_set)
 LOADERS = {"synthetic": load_synthetic, "celeba-hq": load_celeba_hq, "vctk": load_vctk,
-           "prepared-av": load_prepared_av}
+           "prepared-av": load_prepared_av, "real-speech": load_real_speech}
 
 
 def combine(*datasets: Dataset) -> Dataset:

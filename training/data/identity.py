@@ -25,6 +25,9 @@ HAIR_COLOURS = ((30, 24, 22), (84, 52, 33), (150, 100, 55), (222, 188, 120), (16
 CLOTHES_COLOURS = ((52, 93, 168), (180, 52, 60), (60, 140, 90), (230, 180, 60), (120, 80, 160), (40, 40, 50),
                    (220, 220, 220), (230, 120, 50))
 KINDS = ("paired", "audio", "image")  # audio-visual (GRID-like), audio-only (VCTK-like), image-only (CelebA-like)
+# speech engines (training/data/voices.py), each a voice family that can render any identity
+ENGINES = ("espeak", "flite", "festival", "pico", "mbrola")
+DEFAULT_ENGINES = ("espeak", "flite", "festival", "pico")  # those with Debian/PyPI packages in scripts/install.sh
 
 
 @dataclass
@@ -45,13 +48,19 @@ class Identity:
     clothes: int
     hair_style: int     # variant of the gendered hair shape
     facial_hair: int    # males: 0 none, 1 stubble, 2 moustache, 3 beard
-    engine: str         # "espeak" or "flite" (mbrola when installed and asked for)
+    engine: str         # one of ENGINES
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def sample_identity(rng: np.random.Generator, speaker: str, engines: tuple[str, ...] = ("espeak", "flite")) -> Identity:
+def first_engine_share(engines: tuple[str, ...]) -> float:
+    """espeak (first) renders 75 % of speakers when mixed with one other engine (corpora made before
+    Festival and Pico keep their exact draws), 40 % when mixed with several."""
+    return 1.0 if len(engines) == 1 else 0.75 if len(engines) == 2 else 0.4
+
+
+def sample_identity(rng: np.random.Generator, speaker: str, engines: tuple[str, ...] = DEFAULT_ENGINES) -> Identity:
     gender = GENDERS[rng.integers(2)]
     return Identity(
         speaker=speaker,
@@ -68,7 +77,7 @@ def sample_identity(rng: np.random.Generator, speaker: str, engines: tuple[str, 
         clothes=int(rng.integers(len(CLOTHES_COLOURS))),
         hair_style=int(rng.integers(3)),
         facial_hair=int(rng.integers(4)) if gender == "male" else 0,
-        engine=engines[0] if rng.uniform() < 0.75 or len(engines) == 1 else engines[1 + rng.integers(len(engines) - 1)],
+        engine=engines[0] if rng.uniform() < first_engine_share(engines) else engines[1 + rng.integers(len(engines) - 1)],
     )
 
 

@@ -25,10 +25,10 @@ from tqdm import tqdm
 
 from core.audio import SAMPLE_RATE, normalize_loudness
 from core.checkpoint import atomic_write
-from core.errors import UserError
+from core.errors import UserError, require_format
 
 from .faces import render_face, sample_nuisance
-from .identity import KINDS, Identity, sample_identity, voice_params
+from .identity import DEFAULT_ENGINES, KINDS, Identity, sample_identity, voice_params
 from .sentences import sentence_pool
 
 FORMAT = "xfavot-synth-corpus"
@@ -42,7 +42,7 @@ class SynthOptions:
     faces: int
     seed: int = 0
     image_size: int = 128
-    engines: tuple[str, ...] = ("espeak", "flite")
+    engines: tuple[str, ...] = DEFAULT_ENGINES
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     kind_mix: tuple[float, float, float] = (0.5, 0.25, 0.25)  # paired, audio-only, image-only (train)
@@ -121,12 +121,9 @@ def synthesize_corpus(out: str | Path, opts: SynthOptions, workers: int | None =
     out = Path(out)
     if opts.speakers < 1 or opts.utts < 1 or opts.faces < 1:
         raise UserError("--speakers, --utts and --faces must be at least 1")
-    if "mbrola" in opts.engines:
-        from .voices import mbrola_available
+    from .voices import check_engines
 
-        if not mbrola_available():
-            raise UserError("MBROLA voices were asked for but mbrola and mbrola-us1 are not installed "
-                            "(they are in Debian's contrib/non-free components)")
+    check_engines(opts.engines)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     speakers = plan_speakers(opts)
@@ -188,9 +185,7 @@ def load_manifest(corpus: str | Path) -> dict:
     if not path.is_file():
         raise UserError(f"{corpus} is not a synthetic corpus (no manifest.json); create one with `xfavot data synth`")
     manifest = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT:
-        raise UserError(f"{path} is not an XFaVoT synthetic corpus manifest")
-    return manifest
+    return require_format(manifest, FORMAT, f"{path} is not an XFaVoT synthetic corpus manifest")
 
 
 def corpus_size_bytes(corpus: str | Path) -> int:

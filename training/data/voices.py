@@ -1,10 +1,15 @@
-"""Speech synthesis for the synthetic corpus: espeak-ng in-process, flite + sox, MBROLA optional.
+"""Speech synthesis for the synthetic corpus. Each engine is a voice family that renders any identity:
 
-espeak-ng runs through its C library (ctypes) with a private copy of its data folder, where each
-speaker gets a variant file (pitch, formant scale, tremor, roughness): no process per utterance,
-~100x faster than calling the `espeak-ng` program. flite voices get sox speed/pitch/tempo so the
-identity's F0, vocal-tract scale (formants) and rate still apply.
-All output: float32 mono at 24 kHz.
+- espeak-ng (formant synthesis), in-process through its C library (ctypes) with a private copy of
+  its data folder, where each speaker gets a variant file (pitch, formant scale, tremor,
+  roughness): no process per utterance, ~100x faster than calling the `espeak-ng` program;
+- flite (diphone / cluster-unit voices kal16, awb, rms, slt);
+- Festival (`text2wave`: diphone voices kal and ked, the HTS statistical voice slt);
+- SVOX Pico (the `ttspico` package: en-US and en-GB, both female; male identities get their
+  formants and pitch lowered);
+- MBROLA through espeak-ng when installed (Debian contrib/non-free, optional).
+Recorded voices (flite, Festival, Pico) go through sox speed/pitch/tempo so that the identity's F0,
+vocal-tract scale (formants) and rate still apply. All output: float32 mono at 24 kHz.
 """
 from __future__ import annotations
 
@@ -27,8 +32,11 @@ from .identity import Identity, VoiceParams
 
 SYSTEM_ESPEAK_DATA = Path("/usr/lib/x86_64-linux-gnu/espeak-ng-data")
 ESPEAK_RATE_WPM = 165
-# median F0 of each flite voice on a calibration sentence (measured with librosa.yin)
+# median F0 of each voice on a calibration sentence (measured with librosa.yin)
 FLITE_VOICES = {"female": {"slt": 173.0}, "male": {"rms": 100.0, "awb": 132.0, "kal16": 105.0}}
+FESTIVAL_VOICES = {"female": {"cmu_us_slt_arctic_hts": 173.8}, "male": {"kal_diphone": 104.1, "ked_diphone": 103.1}}
+PICO_VOICES = {"en-US": 165.5, "en-GB": 174.9}  # both female
+CROSS_GENDER_FORMANTS = 0.84  # a female voice rendering a male identity: formants ~16 % lower (vocal-tract length)
 
 
 def _find_espeak_data() -> Path:
@@ -120,34 +128,86 @@ def mbrola_available() -> bool:
     return shutil.which("mbrola") is not None and Path("/usr/share/mbrola/us1").exists()
 
 
+def _stable_choice(identity: Identity, names: list[str]) -> str:
+    return sorted(names)[(identity.hair_style + identity.skin) % len(names)]  # the same voice for all clips
+
+
 def flite_voice(identity: Identity) -> tuple[str, float]:
     voices = FLITE_VOICES[identity.gender]
-    names = sorted(voices)
-    name = names[(identity.hair_style + identity.skin) % len(names)]  # a stable choice per speaker
+    name = _stable_choice(identity, list(voices))
     return name, voices[name]
 
 
-def synth_flite(text: str, identity: Identity, p: VoiceParams) -> np.ndarray:
-    """flite voice, then sox: speed (formants by the tract scale), pitch (to the F0 target), tempo (rate)."""
-    if shutil.which("flite") is None or shutil.which("sox") is None:
-        raise UserError("flite and sox are needed for flite voices; install the Debian packages flite and sox")
-    voice, natural_f0 = flite_voice(identity)
-    with tempfile.TemporaryDirectory() as tmp:
-        raw, out = Path(tmp) / "raw.wav", Path(tmp) / "out.wav"
-        subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(raw)], check=True, capture_output=True)
-        speed = p.tract
-        pitch_cents = 1200 * math.log2(p.f0 / natural_f0) - 1200 * math.log2(speed)
-        tempo = p.rate / speed
-        subprocess.run(["sox", "-D", str(raw), "-b", "16", str(out),
-                        "speed", f"{speed:.4f}", "pitch", f"{pitch_cents:.1f}", "tempo", "-s", f"{tempo:.4f}",
-                        "rate", "-h", str(SAMPLE_RATE)], check=True, capture_output=True)
-        wav, rate = sf.read(out, dtype="float32")
+def _need(*programs: str, package: str) -> None:
+    missing = [p for p in programs if shutil.which(p) is None]
+    if missing:
+        raise UserError(f"{' and '.join(missing)} not found; install the Debian package(s) {package}")
+
+
+def _sox_to_identity(raw: Path, natural_f0: float, p: VoiceParams, formant_scale: float = 1.0) -> np.ndarray:
+    """sox: speed (formants by the tract scale), pitch (to the F0 target), tempo (rate), 24 kHz."""
+    out = raw.with_name("out.wav")
+    speed = p.tract * formant_scale
+    pitch_cents = 1200 * math.log2(p.f0 / natural_f0) - 1200 * math.log2(speed)
+    tempo = p.rate / speed
+    subprocess.run(["sox", "-D", str(raw), "-b", "16", str(out),
+                    "speed", f"{speed:.4f}", "pitch", f"{pitch_cents:.1f}", "tempo", "-s", f"{tempo:.4f}",
+                    "rate", "-h", str(SAMPLE_RATE)], check=True, capture_output=True)
+    wav, rate = sf.read(out, dtype="float32")
     return wav if rate == SAMPLE_RATE else resample(wav, rate, SAMPLE_RATE)
 
 
+def synth_flite(text: str, identity: Identity, p: VoiceParams) -> np.ndarray:
+    _need("flite", "sox", package="flite sox")
+    voice, natural_f0 = flite_voice(identity)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.wav"
+        subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(raw)], check=True, capture_output=True)
+        return _sox_to_identity(raw, natural_f0, p)
+
+
+def synth_festival(text: str, identity: Identity, p: VoiceParams) -> np.ndarray:
+    _need("text2wave", "sox", package="festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox")
+    voices = FESTIVAL_VOICES[identity.gender]
+    voice = _stable_choice(identity, list(voices))
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.wav"
+        done = subprocess.run(["text2wave", "-eval", f"(voice_{voice})", "-o", str(raw)], input=text.encode(),
+                              capture_output=True)
+        if done.returncode != 0 or not raw.is_file():
+            raise UserError(f"Festival could not speak with voice {voice} ({done.stderr.decode()[-200:].strip()}); "
+                            "install festvox-kallpc16k, festvox-kdlpc16k and festvox-us-slt-hts")
+        return _sox_to_identity(raw, voices[voice], p)
+
+
+def pico_available() -> bool:
+    try:
+        import ttspico  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def synth_pico(text: str, identity: Identity, p: VoiceParams) -> np.ndarray:
+    _need("sox", package="sox")
+    try:
+        import ttspico
+    except ImportError:
+        raise UserError("SVOX Pico voices need the Python package ttspico (pip install ttspico)")
+    language = _stable_choice(identity, list(PICO_VOICES))
+    pcm = ttspico.TtsEngine(language).speak(text) or b""
+    if not pcm:
+        raise UserError(f"Pico produced no audio for {text!r}")
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.wav"
+        sf.write(raw, np.frombuffer(pcm, dtype=np.int16), 16000, subtype="PCM_16")
+        scale = 1.0 if identity.gender == "female" else CROSS_GENDER_FORMANTS
+        return _sox_to_identity(raw, PICO_VOICES[language], p, scale)
+
+
 def synthesize(espeak: Espeak, text: str, identity: Identity, p: VoiceParams) -> np.ndarray:
-    if identity.engine == "flite":
-        return synth_flite(text, identity, p)
+    if identity.engine in RECORDED_ENGINES:
+        return RECORDED_ENGINES[identity.engine](text, identity, p)
     if identity.engine == "mbrola":
         voice = "mb-us1" if identity.gender == "female" else "mb-us2"
         return espeak.synth(text, voice, p.rate)
@@ -159,3 +219,20 @@ def synthesize(espeak: Espeak, text: str, identity: Identity, p: VoiceParams) ->
 
 
 _written_variants: dict[str, VoiceParams] = {}
+RECORDED_ENGINES = {"flite": synth_flite, "festival": synth_festival, "pico": synth_pico}
+
+
+def check_engines(engines: tuple[str, ...]) -> None:
+    """Fail before synthesis starts when an asked-for engine is not installed."""
+    needs = {"espeak": (lambda: bool(ctypes.util.find_library("espeak-ng")), "the Debian package espeak-ng"),
+             "flite": (lambda: shutil.which("flite") is not None, "the Debian package flite"),
+             "festival": (lambda: shutil.which("text2wave") is not None and any(
+                 Path("/usr/share/festival/voices").glob("*/*")), "the Debian packages festival festvox-kallpc16k "
+                                                                 "festvox-kdlpc16k festvox-us-slt-hts"),
+             "pico": (pico_available, "the Python package ttspico"),
+             "mbrola": (mbrola_available, "mbrola and mbrola-us1/us2 (Debian contrib/non-free)")}
+    missing = [f"{e} ({needs[e][1]})" for e in engines if not needs[e][0]()]
+    if missing:
+        raise UserError("speech engines not installed: " + "; ".join(missing))
+    if "flite" in engines or "festival" in engines or "pico" in engines:
+        _need("sox", package="sox")
