@@ -89,7 +89,7 @@ def test_consistency_regularization():
 
 
 def test_ema_decay_warms_up_to_the_configured_beta():
-    from training.trainer import ema_decay
+    from training.state import ema_decay
 
     assert ema_decay(0, 0.999) == pytest.approx(0.1)
     assert ema_decay(90, 0.999) == pytest.approx(0.91)

@@ -107,7 +107,13 @@ def test_sigkill_loses_at_most_one_interval_and_resumes(corpus, tmp_path):
     proc = subprocess.Popen(python_training(*common, "--steps", "60", "--checkpoint-every", "2"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while not list(run.glob("step-000004.safetensors")) and time.time() < deadline and proc.poll() is None:
+    def saved_step():  # run.json is replaced atomically; older checkpoints are rotated away
+        try:
+            return json.loads((run / "run.json").read_text())["step"]
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    while saved_step() < 4 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -179,7 +185,8 @@ def test_torchrun_entry_point(corpus, tmp_path):
     torchrun = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")
     run = tmp_path / "run"
     r = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "training", "train",
-                        "--data", str(corpus), "--preset", "tiny", "--steps", "2", "--device", "cpu", "--out", str(run), "--log-every", "1"],
+                        "--data", str(corpus), "--preset", "tiny", "--steps", "2", "--device", "cpu", "--out", str(run),
+                        "--log-every", "1"],
                        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
     assert [rec["step"] for rec in read_log(run) if "G/total" in rec] == [1, 2]
@@ -214,7 +221,10 @@ def test_finetune_adapts_only_the_image_side(corpus, tmp_path):
     assert (run / "samples" / "faces-from-latents-000001.png").is_file()  # first preview at step 1
     before, _ = checkpoint.load_tensors(base)
     after, header = checkpoint.load_tensors(run / "step-000002.safetensors")
-    changed = lambda prefix: any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix + "."))
+
+    def changed(prefix):
+        return any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix + "."))
+
     assert changed("generator_image") and changed("discriminator_image")
     for frozen in ("mapping", "generator_audio", "style_encoder_audio", "discriminator_audio", "jdc"):
         assert not changed(frozen), frozen

@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 
+from core.config import DEVICE_CHOICES, PRESET_NAMES
 from core.errors import UserError
+
+from .config import VOCODER_KINDS
 
 
 def _common_arguments(p: argparse.ArgumentParser, out: str, data: bool = True, preset: bool = True,
@@ -18,10 +21,10 @@ def _common_arguments(p: argparse.ArgumentParser, out: str, data: bool = True, p
     if data:
         p.add_argument("--data", action="append", required=True, metavar="[LAYOUT:]PATH")
     if preset:
-        p.add_argument("--preset", default="small", choices=["small", "paper", "tiny"])
+        p.add_argument("--preset", default="cpu", choices=PRESET_NAMES)
     p.add_argument("--steps", type=int, required=True)
     p.add_argument("--out", required=True, metavar=out)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--batch-size", type=int, default=batch_default)
     p.add_argument("--seed", type=int, default=0)
 
@@ -34,6 +37,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample-every", type=int)
     p.add_argument("--log-every", type=int)
     p.add_argument("--compile", action="store_true", help="torch.compile the networks (CUDA)")
+    p.add_argument("--eval-every", type=int, help="run `xfavot eval` on a checkpoint every N steps (learning curve)")
+    p.add_argument("--eval-corpus", help="synthetic corpus whose held-out speakers the learning curve uses")
+    p.add_argument("--eval-split", choices=["val", "test"], help="held-out speakers for the curve (default test)")
+    p.add_argument("--eval-vocoder", help="vocoder file for the curve's voice measures (default Griffin-Lim)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a training setting of the preset (training/config.py), e.g. --set rec_warmup=0")
 
 
 def add_aux_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,8 +65,8 @@ def run_train_aux(args) -> dict:
 
 def add_vocoder_arguments(p: argparse.ArgumentParser) -> None:
     _common_arguments(p, "VOCODER.safetensors", preset=False, batch_default=8)
-    p.add_argument("--kind", default="hifigan", choices=["hifigan", "pwg"])
-    p.add_argument("--adversarial-start", type=int, default=2000, help="step from which the GAN losses are on")
+    p.add_argument("--kind", default="vocos", choices=VOCODER_KINDS)
+    p.add_argument("--adversarial-start", type=int, help="step from which the GAN losses join (default: never)")
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--resume", action="store_true")
 
@@ -72,7 +81,8 @@ def run_train_vocoder(args) -> dict:
     result = train_vocoder(data, args.steps, args.out, args.kind, str(resolve_device(args.device)), args.batch_size,
                            adversarial_start=args.adversarial_start, checkpoint_every=args.checkpoint_every,
                            resume=args.resume, seed=args.seed)
-    print(f"{args.out}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()))
+    print(f"{args.out}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                                      for k, v in result.items() if not isinstance(v, dict)))
     return result
 
 
@@ -89,15 +99,37 @@ def run_finetune_cli(args) -> dict:
     from core.engine import resolve_device
 
     from .finetune import run_finetune
+    from .rundir import RunDir
 
-    if not args.resume and os.path.exists(os.path.join(args.out, "run.json")):
-        raise UserError(f"{args.out} already holds a run; pass --resume to continue it or choose another --out")
+    if not args.resume:
+        RunDir(args.out).refuse_existing()
     trainer = run_finetune(args.avatars, args.voices, args.base, args.steps, args.out, str(resolve_device(args.device)),
                            args.resume, args.batch_size, args.seed, args.sample_every)
     print(trainer.train_data.summary())
     result = trainer.run()
     print(f"{args.out}: step {result['step']}" + (" (stopped early; --resume continues)" if result["stopped"] else ""))
     return result
+
+
+def parse_settings(pairs: list[str]) -> dict:
+    """--set KEY=VALUE pairs -> TrainConfig overrides, each value parsed as JSON when it can be
+    (numbers, true/false, lists) and kept as a string otherwise."""
+    import dataclasses
+    import json
+
+    from .config import TrainConfig
+
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in known:
+            raise UserError(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(known))}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def load_data(specs: list[str]):
@@ -130,6 +162,7 @@ def run_train(args) -> dict:
     from core.engine import resolve_device
 
     from .config import train_preset
+    from .rundir import RunDir
     from .trainer import Trainer
 
     rank, world = distributed()
@@ -141,10 +174,12 @@ def run_train(args) -> dict:
     if args.resume:
         trainer = Trainer.resume(data, args.out, steps=args.steps, **common)
     else:
-        if os.path.exists(os.path.join(args.out, "run.json")):
-            raise UserError(f"{args.out} already holds a run; pass --resume to continue it or choose another --out")
+        RunDir(args.out).refuse_existing()
         overrides = {k: v for k, v in dict(batch_size=args.batch_size, checkpoint_every=args.checkpoint_every,
-                                           sample_every=args.sample_every, log_every=args.log_every).items() if v}
+                                           sample_every=args.sample_every, log_every=args.log_every,
+                                           eval_every=args.eval_every, eval_corpus=args.eval_corpus,
+                                           eval_split=args.eval_split, eval_vocoder=args.eval_vocoder).items() if v}
+        overrides.update(parse_settings(args.set))
         cfg = train_preset(args.preset, steps=args.steps, seed=args.seed, compile=args.compile, **overrides)
         trainer = Trainer(data, args.out, cfg, init_from=args.aux, **common)
     if rank == 0:

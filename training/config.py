@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+VOCODER_KINDS = ("vocos", "hifigan", "pwg")  # training/vocoder.py's recipes
+
 
 @dataclass
 class TrainConfig:
@@ -15,11 +17,13 @@ class TrainConfig:
     # optimisers: Adam for the image side and M, AdamW for the audio side (appendix A)
     lr: float = 1e-4
     lr_mapping: float = 1e-6
+    lr_d: float = 0.0               # discriminators' rate; 0 = lr (TTUR runs set it higher)
     betas: tuple[float, float] = (0.0, 0.99)
     weight_decay: float = 1e-4
     adamw_eps: float = 1e-9
     ema_beta: float = 0.999
     # image generator terms (StarGANv2)
+    lambda_adv: float = 1.0
     lambda_reg: float = 1.0
     lambda_sty: float = 1.0
     lambda_ds: float = 1.0
@@ -44,15 +48,34 @@ class TrainConfig:
     lambda_xm: float = 1.0
     temperature: float = 0.1
     speaker_head_prob: float = 0.5
+    kind_weights: dict | None = None  # how often each data kind provides a step's targets; None = by speaker count
+    # CPU-budget levers (training/objective.py): lazy R1, DiffAugment, reconstruction warm-up
+    r1_every: int = 1
+    diffaug: bool = False
+    rec_warmup: int = 0             # steps over which lambda_rec(_audio) anneal linearly to 0
+    lambda_rec: float = 1.0
+    lambda_rec_audio: float = 0.0
+    pair_warmup: int = 0            # steps with rendered translation targets (training/data/pairs.py), annealed
+    lambda_pair: float = 1.0
+    warmup_fraction: float = 0.0   # > 0: rec/pair warm-ups last this share of the run, the GAN ramps in over half of it
+    gan_rampup: int = 0             # steps over which the image adversarial and diversity terms ramp in from 0
+    lambda_f0_register: float = 0.0  # converted mean log-F0 vs the reference's, annealed over pair_warmup
+    mic_augment: float = 0.0        # share of reference voice crops through training/data/augment.py
+    # learning curve (training/curve.py): `xfavot eval` on a checkpoint every eval_every steps
+    eval_every: int = 0
+    eval_corpus: str = ""
+    eval_split: str = "test"
+    eval_vocoder: str = ""
     # operations
     checkpoint_every: int = 500
     keep_last: int = 3
     sample_every: int = 500
     val_every: int = 500
     log_every: int = 10
-    amp: bool = True                # bf16 autocast on CUDA
+    amp: bool = True                # bf16 autocast on CUDA and on CPUs with native bf16
     channels_last: bool = True      # on CUDA
     compile: bool = False
+    warm_cache: bool = True         # decode every file in parallel before the first step
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -73,6 +96,10 @@ class TrainConfig:
 TRAIN_PRESETS = {
     "paper": dict(batch_size=32, steps=20000),
     "small": dict(batch_size=8, lr_mapping=1e-5, ds_iter=0),
+    "cpu": dict(batch_size=8, crop_frames=128, lr=5e-4, lr_mapping=5e-5, betas=(0.5, 0.99), ds_iter=0, r1_every=16,
+                diffaug=True, warmup_fraction=0.6, lambda_f0_register=2.0, mic_augment=0.25,
+                kind_weights={"paired": 2.0, "audio": 1.0, "image": 1.0},
+                checkpoint_every=250, sample_every=250, val_every=250),
     "tiny": dict(batch_size=4, crop_frames=96, lr_mapping=1e-4, ds_iter=0, checkpoint_every=50, sample_every=50,
                  val_every=50, ema_beta=0.99),
 }
@@ -84,4 +111,9 @@ def train_preset(name: str, **overrides) -> TrainConfig:
     cfg = TrainConfig(preset=name, **{**TRAIN_PRESETS[name], **overrides})
     if cfg.ds_iter == 0:
         cfg.ds_iter = cfg.steps
+    if cfg.warmup_fraction > 0:  # schedules in steps, fixed now: a resumed run with more steps keeps them
+        warmup = int(cfg.warmup_fraction * cfg.steps)
+        for key, value in (("rec_warmup", warmup), ("pair_warmup", warmup), ("gan_rampup", warmup // 2)):
+            if key not in overrides:
+                setattr(cfg, key, value)
     return cfg

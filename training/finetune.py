@@ -14,7 +14,6 @@ import logging
 import torch
 
 from core import checkpoint, face
-from core.errors import UserError
 
 from .config import TRAIN_PRESETS, train_preset
 from .data.datasets import Dataset, Speaker, load_avatar_set
@@ -55,9 +54,7 @@ def run_finetune(avatars, voices, base, steps: int, out, device: str = "cpu", re
     if resume:
         return Trainer.resume(split_by_estimated_gender(data, base) if base else data, out, steps=steps,
                               device=device, on_progress=on_progress, on_samples=on_samples, finetune=True)
-    header = checkpoint.read_header(base)
-    if header.get("format") != checkpoint.FORMAT:
-        raise UserError(f"{base} is not an XFaVoT model checkpoint")
+    header = checkpoint.require_model(checkpoint.read_header(base), base)
     from core.config import ModelConfig
 
     model_cfg = ModelConfig.from_dict(header["config"])

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 
 from core.audio import MEL_MEAN, MEL_STD
 
-
 # ---------------------------------------------------------------------------------------------
 # adversarial
 
@@ -70,6 +69,20 @@ def normalized_f0(f0: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
 def f0_consistency(f0_fake: torch.Tensor, f0_real: torch.Tensor) -> torch.Tensor:
     """L1 between normalised F0 contours: intonation kept, absolute pitch free to change."""
     return F.l1_loss(normalized_f0(f0_fake), normalized_f0(f0_real))
+
+
+def f0_register(f0_fake: torch.Tensor, voiced_fake: torch.Tensor, f0_ref: torch.Tensor,
+                voiced_ref: torch.Tensor) -> torch.Tensor:
+    """|mean log F0 of the converted speech - mean log F0 of the reference| over voiced frames (B, T):
+    the register (how high the voice sits) without the contour. Rows without voiced frames count 0."""
+    def mean_log(f0, voiced):
+        w = voiced.float()
+        return (torch.log(f0.float().clamp_min(20.0)) * w).sum(-1) / w.sum(-1).clamp_min(1.0), w.sum(-1) > 0
+
+    fake, ok_fake = mean_log(f0_fake, voiced_fake)
+    ref, ok_ref = mean_log(f0_ref, voiced_ref)
+    ok = (ok_fake & ok_ref).float()
+    return ((fake - ref).abs() * ok).sum() / ok.sum().clamp_min(1.0)
 
 
 def log_frame_norm(mel: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from core.checkpoint import load_tensors, save_tensors
-from core.errors import UserError
+from core.errors import require_format
 
 from .data.faces import render_face, sample_nuisance
 from .data.identity import VOICE_LINKED, sample_identity, voice_linked_attributes
@@ -142,8 +142,7 @@ def train_oracle(out: str | Path = DEFAULT_ORACLE, train_identities: int = 1500,
 
 def load_oracle(path: str | Path = DEFAULT_ORACLE) -> AttributeOracle:
     tensors, header = load_tensors(path)
-    if header.get("format") != FORMAT:
-        raise UserError(f"{path} is not an attribute-oracle file")
+    require_format(header, FORMAT, f"{path} is not an attribute-oracle file")
     model = AttributeOracle()
     model.load_state_dict(tensors)
     return model.eval()
@@ -162,3 +161,21 @@ def predict(model: AttributeOracle, images: list) -> list[dict[str, str]]:
 def ground_truth(manifest: dict) -> dict[str, dict[str, str]]:
     """Each corpus speaker's true voice-linked attributes (what a matching face should show)."""
     return {s["speaker"]: voice_linked_attributes(s) for s in manifest["speakers"]}
+
+
+def corpus_accuracy(model: AttributeOracle, corpus: str | Path, chunk: int = 256) -> dict:
+    """The oracle's accuracy per attribute on a synthetic corpus's faces (and how many faces)."""
+    from PIL import Image
+
+    from .data.synth import load_manifest
+
+    manifest = load_manifest(corpus)
+    truth = ground_truth(manifest)
+    faces = manifest["faces"]
+    correct = {k: 0 for k in VOICE_LINKED}
+    for i in range(0, len(faces), chunk):
+        part = faces[i:i + chunk]
+        for f, p in zip(part, predict(model, [Image.open(Path(corpus) / f["path"]) for f in part])):
+            for k in correct:
+                correct[k] += p[k] == truth[f["speaker"]][k]
+    return {"faces": len(faces), **{k: v / max(len(faces), 1) for k, v in correct.items()}}

@@ -1,16 +1,20 @@
-"""Neural vocoder training on our mel front end, with parallel-wavegan's own parts: its HiFiGAN or
-Parallel WaveGAN generator, HiFiGAN multi-scale + multi-period discriminator, multi-resolution
-STFT loss, adversarial (least squares) and feature-matching losses.
+"""Neural vocoder training on our mel front end, with well-kept libraries' parts: a Vocos generator
+(`vocos` package: ConvNeXt backbone + inverse-STFT head, the default), or parallel-wavegan's
+HiFiGAN / Parallel WaveGAN; parallel-wavegan's HiFiGAN multi-scale + multi-period discriminator,
+multi-resolution STFT, adversarial (least squares) and feature-matching losses; plus an L1 loss on
+our own normalised log-mel (the quantity `evaluate_vocoder` reports).
 
-    xfavot train-vocoder --data CORPUS --steps N --out VOCODER.safetensors [--kind hifigan|pwg]
+    xfavot train-vocoder --data CORPUS --steps N --out VOCODER.safetensors [--kind vocos|hifigan|pwg]
     xfavot attach-vocoder --checkpoint MODEL --vocoder VOCODER.safetensors --out MODEL_WITH_VOCODER
 
-Upsampling factors multiply to the mel hop (5 * 5 * 4 * 3 = 300 samples per frame at 24 kHz).
-Checkpoints (every --checkpoint-every steps, atomic) hold generator, discriminator and optimiser
-state; `--resume` continues from OUT.train.safetensors.
+Upsampling factors multiply to the mel hop (5 * 5 * 4 * 3 = 300 samples per frame at 24 kHz; Vocos
+predicts one 1200-point STFT frame per mel frame). Checkpoints (every --checkpoint-every steps,
+atomic) hold generator, discriminator and optimiser state; `--resume` continues from
+OUT.train.safetensors with the same learning-rate schedule.
 """
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -20,23 +24,32 @@ from tqdm import tqdm
 
 from core import audio, checkpoint
 from core.compat import parallel_wavegan
-from core.errors import UserError
+from core.errors import UserError, require_format
 from core.vocoder import VOCODER_FORMAT, Vocoder, build_generator, save_vocoder
 
+from .config import VOCODER_KINDS
 from .data.datasets import Dataset
+from .state import load_optimizer_state, optimizer_state
 
 VOCODERS = {
-    # a CPU-sized HiFiGAN (V1 layout, 128 channels): the default model's vocoder
+    # Vocos at 2.8 M parameters: beats Griffin-Lim after ~40 CPU-minutes of spectral losses alone
+    # (../shared/design/cpu-budget-notes.md), RTF ~0.01 on one core
+    "vocos": {"generator_type": "VocosGenerator", "generator_params": dict(
+        in_channels=80, dim=256, intermediate_dim=768, num_layers=6, n_fft=1200, hop_length=300),
+        "lr": 5e-4, "betas": (0.8, 0.9), "segment_frames": 48},
+    # a CPU-sized HiFiGAN (V1 layout, 128 channels)
     "hifigan": {"generator_type": "HiFiGANGenerator", "generator_params": dict(
         in_channels=80, out_channels=1, channels=128, kernel_size=7, upsample_scales=[5, 5, 4, 3],
         upsample_kernel_sizes=[10, 10, 8, 6], resblock_kernel_sizes=[3, 7, 11],
-        resblock_dilations=[[1, 3, 5], [1, 3, 5], [1, 3, 5]])},
+        resblock_dilations=[[1, 3, 5], [1, 3, 5], [1, 3, 5]]), "lr": 2e-4, "betas": (0.5, 0.9), "segment_frames": 32},
     # Parallel WaveGAN with the reference 30-layer WaveNet, upsampling to hop 300
     "pwg": {"generator_type": "ParallelWaveGANGenerator", "generator_params": dict(
         layers=30, stacks=3, residual_channels=64, gate_channels=128, skip_channels=64, aux_channels=80,
-        aux_context_window=2, upsample_params={"upsample_scales": [5, 5, 4, 3]})},
+        aux_context_window=2, upsample_params={"upsample_scales": [5, 5, 4, 3]}),
+        "lr": 2e-4, "betas": (0.5, 0.9), "segment_frames": 32},
 }
-SEGMENT_FRAMES = 32  # 0.4 s training segments
+assert tuple(VOCODERS) == VOCODER_KINDS
+LAMBDA_MEL = 15.0   # log-mel L1 (normalised units, ~1/4 of natural-log units) against MR-STFT's ~1
 # HiFiGAN's multi-scale + multi-period discriminator at a quarter of its reference width (which
 # goes up to 1024 channels and dominates a CPU training step)
 CPU_DISCRIMINATOR = dict(
@@ -53,8 +66,9 @@ CPU_DISCRIMINATOR = dict(
 class Segments:
     """Random aligned (mel, waveform) segments of the voice clips, decoded once."""
 
-    def __init__(self, data: Dataset, frontend: str, progress: bool):
+    def __init__(self, data: Dataset, frontend: str, progress: bool, frames: int = 32):
         self.clips = []
+        self.frames = frames
         paths = [p for s in data.speakers for p in s.voices]
         for p in tqdm(paths, desc="vocoder data", disable=not progress):
             try:
@@ -67,74 +81,112 @@ class Segments:
 
     def batch(self, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         mels, wavs = [], []
+        frames_wanted = self.frames
         for i in rng.integers(len(self.clips), size=n):
             mel, wav = self.clips[i]
             frames = min(mel.shape[-1], wav.numel() // audio.HOP)
-            start = int(rng.integers(max(frames - SEGMENT_FRAMES, 0) + 1))
-            m = mel[:, start:start + SEGMENT_FRAMES]
-            w = wav[start * audio.HOP:(start + SEGMENT_FRAMES) * audio.HOP]
-            pad = SEGMENT_FRAMES - m.shape[-1]
+            start = int(rng.integers(max(frames - frames_wanted, 0) + 1))
+            m = mel[:, start:start + frames_wanted]
+            w = wav[start * audio.HOP:(start + frames_wanted) * audio.HOP]
+            pad = frames_wanted - m.shape[-1]
             mels.append(torch.nn.functional.pad(m, (0, pad), mode="replicate") if pad else m)
-            wavs.append(torch.nn.functional.pad(w, (0, SEGMENT_FRAMES * audio.HOP - w.numel())))
+            wavs.append(torch.nn.functional.pad(w, (0, frames_wanted * audio.HOP - w.numel())))
         return torch.stack(mels), torch.stack(wavs)[:, None]
 
 
-def train_vocoder(data: Dataset, steps: int, out: str | Path, kind: str = "hifigan", device: str = "cpu",
-                  batch_size: int = 8, frontend: str = "xfavot24k", adversarial_start: int = 2000,
-                  checkpoint_every: int = 500, resume: bool = False, seed: int = 0, progress: bool = True) -> dict:
+class LogMelL1(torch.nn.Module):
+    """L1 between normalised log-mels of two waveforms: the front end's transform in float32."""
+
+    def __init__(self, frontend: str):
+        super().__init__()
+        self.mel = audio.make_mel_transform(frontend, torch.float32)
+
+    def log_mel(self, wav: torch.Tensor) -> torch.Tensor:
+        return (torch.log(1e-5 + self.mel(wav)) - audio.MEL_MEAN) / audio.MEL_STD
+
+    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        return (self.log_mel(fake) - self.log_mel(real)).abs().mean()
+
+
+def learning_rate(step: int, steps: int, base: float) -> float:
+    """Cosine decay from `base` to 5 % of it over the run (a function of the step: resume-safe)."""
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step / max(steps, 1), 1.0))))
+
+
+def train_vocoder(data: Dataset, steps: int, out: str | Path, kind: str = "vocos", device: str = "cpu",
+                  batch_size: int = 8, frontend: str = "xfavot24k", adversarial_start: int | None = None,
+                  checkpoint_every: int = 500, resume: bool = False, seed: int = 0, progress: bool = True,
+                  evaluate: bool = True) -> dict:
+    """adversarial_start: step from which the GAN losses join (None: never; spectral losses only)."""
     if kind not in VOCODERS:
         raise UserError(f"--kind must be one of {sorted(VOCODERS)}")
     pwg = parallel_wavegan()
     torch.manual_seed(seed)
     dev = torch.device(device)
-    spec = {**VOCODERS[kind], "frontend": frontend, "name": f"{kind} trained on {data.name}"}
+    recipe = VOCODERS[kind]
+    spec = {"generator_type": recipe["generator_type"], "generator_params": recipe["generator_params"],
+            "frontend": frontend, "name": f"{kind} trained on {data.name}"}
     gen = build_generator(spec["generator_type"], spec["generator_params"]).to(dev)
     disc = pwg.models.HiFiGANMultiScaleMultiPeriodDiscriminator(**CPU_DISCRIMINATOR).to(dev)
     stft_loss = pwg.losses.MultiResolutionSTFTLoss(fft_sizes=[2048, 1024, 512], hop_sizes=[300, 120, 50],
                                                    win_lengths=[1200, 600, 240]).to(dev)
+    mel_loss = LogMelL1(frontend).to(dev)
     adv_g, adv_d = pwg.losses.GeneratorAdversarialLoss(), pwg.losses.DiscriminatorAdversarialLoss()
     feat_match = pwg.losses.FeatureMatchLoss()
-    opt_g = torch.optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.9))
-    opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.9))
+    optims = {"generator": torch.optim.AdamW(gen.parameters(), lr=recipe["lr"], betas=recipe["betas"]),
+              "discriminator": torch.optim.AdamW(disc.parameters(), lr=recipe["lr"], betas=recipe["betas"])}
     state_path = Path(str(out) + ".train.safetensors")
     step = 0
     if resume and state_path.is_file():
         tensors, header = checkpoint.load_tensors(state_path)
         gen.load_state_dict(checkpoint.split_prefix(tensors, "generator"))
         disc.load_state_dict(checkpoint.split_prefix(tensors, "discriminator"))
+        for name, opt in optims.items():
+            if name in header.get("optimizers", {}):
+                load_optimizer_state(name, opt, tensors, header["optimizers"][name])
         step = header["step"]
-    segments = Segments(data.split("train"), frontend, progress)
-    rng = np.random.default_rng([seed, step])
+    segments = Segments(data.split("train"), frontend, progress, recipe["segment_frames"])
     bar = tqdm(total=steps, initial=step, desc=f"vocoder ({kind})", disable=not progress)
     t0 = time.perf_counter()
     while step < steps:
+        rng = np.random.default_rng([seed, step])  # per step: a resumed run draws what an unbroken one would
+        for opt in optims.values():
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(step, steps, recipe["lr"])
         mel, wav = (t.to(dev) for t in segments.batch(batch_size, rng))
         fake = _generate(gen, mel, pwg)
         sc, mag = stft_loss(fake[:, 0], wav[:, 0])
-        loss_g = sc + mag
-        use_adv = step >= adversarial_start
+        mel_l1 = mel_loss(fake[:, 0], wav[:, 0])
+        loss_g = sc + mag + LAMBDA_MEL * mel_l1
+        use_adv = adversarial_start is not None and step >= adversarial_start
         if use_adv:
             p_fake, p_real = disc(fake), disc(wav)
             loss_g = loss_g + 4.0 * adv_g(p_fake) + 2.0 * feat_match(p_fake, [[f.detach() for f in r] for r in p_real])
-        opt_g.zero_grad(set_to_none=True)
+        optims["generator"].zero_grad(set_to_none=True)
         loss_g.backward()
-        opt_g.step()
+        optims["generator"].step()
         if use_adv:
             real_loss, fake_loss = adv_d(disc(fake.detach()), disc(wav))
-            opt_d.zero_grad(set_to_none=True)
+            optims["discriminator"].zero_grad(set_to_none=True)
             (real_loss + fake_loss).backward()
-            opt_d.step()
+            optims["discriminator"].step()
         step += 1
         bar.update()
-        bar.set_postfix(stft=f"{(sc + mag).item():.3f}")
+        bar.set_postfix(stft=f"{(sc + mag).item():.3f}", mel=f"{mel_l1.item():.3f}")
         if step % checkpoint_every == 0 or step == steps:
             tensors = {f"generator.{k}": v for k, v in gen.state_dict().items()}
             tensors.update({f"discriminator.{k}": v for k, v in disc.state_dict().items()})
+            optim_meta = {}
+            for name, opt in optims.items():
+                t, m = optimizer_state(name, opt)
+                tensors.update(t)
+                optim_meta[name] = m
             checkpoint.save_tensors(state_path, tensors, {"format": "xfavot-vocoder-training", "step": step,
-                                                          "spec": spec})
+                                                          "spec": spec, "optimizers": optim_meta})
             save_vocoder(out, gen, {**spec, "steps": step})
     bar.close()
-    return {"steps": step, "seconds": time.perf_counter() - t0, **evaluate_vocoder(out, data)}
+    result = {"steps": step, "seconds": time.perf_counter() - t0}
+    return {**result, **evaluate_vocoder(out, data)} if evaluate else result
 
 
 def _generate(gen, mel, pwg):
@@ -146,21 +198,24 @@ def _generate(gen, mel, pwg):
 
 
 @torch.no_grad()
-def evaluate_vocoder(path: str | Path, data: Dataset, clips: int = 8) -> dict:
-    """Resynthesis of held-out clips by the neural vocoder and by Griffin-Lim: log-mel L1 to the
+def evaluate_vocoder(path: str | Path, data: Dataset, clips: int = 8, split: str = "val") -> dict:
+    """Resynthesis of held-out clips (speakers of `split`, round-robin so that every speaker counts;
+    "val" to choose, "test" to report) by the neural vocoder and by Griffin-Lim: log-mel L1 to the
     original, Resemblyzer d-vector similarity to the original and pocketsphinx WER (each when
     installed), the neural vocoder's CPU real-time factor, and which vocoder sounds closer to the
     original (`preferred`: higher d-vector similarity; log-mel L1 always favours Griffin-Lim, which
     iterates to match the magnitudes, so it does not decide)."""
     from core.vocoder import load_vocoder
 
-    from .evaluate import Recognizer, SpeakerEmbedder, word_errors
+    from .evaluate import Recognizer, SpeakerEmbedder, corpus_sentences, word_errors
 
-    held = [(p, t) for s in data.speakers if s.split != "train" for p, t in zip(s.voices, s.texts or [""] * len(s.voices))]
-    held = held[:clips] or [(p, "") for s in data.speakers for p in s.voices][:clips]
+    speakers = [s for s in data.speakers if s.split == split and s.voices] or [s for s in data.speakers if s.voices]
+    by_speaker = [list(zip(s.voices, s.texts or [""] * len(s.voices))) for s in speakers]
+    held = [items[k] for k in range(max(map(len, by_speaker), default=0)) for items in by_speaker if k < len(items)]
+    held = held[:clips]
     neural = load_vocoder(path)
     vocoders = {"neural": neural, "griffin-lim": Vocoder.griffin_lim(neural.frontend)}
-    embed, asr = SpeakerEmbedder(), Recognizer()
+    embed, asr = SpeakerEmbedder(), Recognizer(corpus_sentences(data))
     scores = {k: {"mel_l1": [], "dvector_similarity": [], "errors": 0, "words": 0} for k in ("original", *vocoders)}
     seconds = audio_s = 0.0
     for p, text in held:
@@ -186,6 +241,7 @@ def evaluate_vocoder(path: str | Path, data: Dataset, clips: int = 8) -> dict:
     sims = {k: result[k]["dvector_similarity"] for k in vocoders}
     preferred = "neural" if None in sims.values() else max(sims, key=sims.get)
     return {"mel_l1": result["neural"]["mel_l1"], "rtf_cpu": seconds / max(audio_s, 1e-9), "clips": len(held),
+            "split": split, "speakers": len({str(p).rsplit("/", 2)[-2] for p, _ in held}),
             "by_vocoder": result, "preferred": preferred}
 
 
@@ -193,8 +249,7 @@ def attach_vocoder(model_path: str | Path, vocoder_path: str | Path, out: str | 
     """Embed a vocoder file in a model checkpoint (tensors under `vocoder.`, its config in meta)."""
     tensors, header = checkpoint.load_tensors(model_path)
     v_tensors, v_header = checkpoint.load_tensors(vocoder_path)
-    if v_header.get("format") != VOCODER_FORMAT:
-        raise UserError(f"{Path(vocoder_path).name} is not a vocoder file")
+    require_format(v_header, VOCODER_FORMAT, f"{Path(vocoder_path).name} is not a vocoder file")
     config = v_header["vocoder"]
     if config.get("frontend", "xfavot24k") != header["config"].get("mel_frontend"):
         raise UserError("the vocoder was trained on another mel front end than the model")

@@ -1,0 +1,262 @@
+"""The XFaVoT objective (paper section 3.2) as two plain functions, like StarGANv2's
+compute_d_loss / compute_g_loss:
+
+    loss, logs = d_loss(nets, cfg, plan, batch, step)     # D_I, D_A (+ R1, consistency), C_A
+    loss, logs = g_loss(nets, cfg, plan, batch, step)     # G_I, G_A, E_I, E_A, M (+ InfoNCE)
+
+nets: core.model.build_networks' ModuleDict; cfg: TrainConfig; plan: a Table 1 StepPlan
+(training/data/sampler.py); batch: training/batches.py's tensors; step: the global step, of which
+every schedule is a function (so a resumed run computes what an unbroken one does).
+finetune=True keeps to the image side (G_I, E_I, D_I).
+
+Reference styles are detached in the generator losses (StarGANv2: a reference pass updates the
+generator only); the encoders learn through style reconstruction, cycle and InfoNCE terms.
+
+CPU-budget levers (TrainConfig; off at their defaults, on in the `cpu` preset), documented
+deviations from the paper:
+- lazy R1 (StyleGAN2): the R1 penalty every `r1_every` steps, weighted by `r1_every`;
+- DiffAugment on every discriminator input (`diffaug`), training/diffaugment.py;
+- a reconstruction warm-up: lambda_rec * |G(x, E(x)) - x|, annealed linearly to zero over
+  `rec_warmup` steps, so the generator keeps the source's pose and colours from the start
+  instead of first painting the style over a blank;
+- a rendered-pair warm-up on synthetic faces: lambda_pair * |G(x, s_B) - render(B's attributes,
+  x's pose)|, annealed to zero over `pair_warmup` steps (training/data/pairs.py), while the image
+  adversarial and diversity terms ramp in over `gan_rampup` steps;
+- an F0-register warm-up: the converted voice's mean log-F0 should match the reference voice's
+  (lambda_f0_register, annealed over `pair_warmup`); it needs no labels, so real speech takes part.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import losses as L
+from .config import TrainConfig
+from .data.sampler import StepPlan
+from .diffaugment import IMAGE_POLICY, MEL_POLICY, diff_augment
+
+# ---------------------------------------------------------------------------------------------
+# schedules and helpers
+
+
+def ramp_down(step: int, start_value: float, steps: int) -> float:
+    """Linear decay from start_value to 0 over `steps` steps (0 steps: always 0)."""
+    if steps <= 0:
+        return 0.0
+    return start_value * max(0.0, 1.0 - step / steps)
+
+
+def ramp_up(step: int, steps: int) -> float:
+    """Linear rise from 0 to 1 over `steps` steps (0 steps: always 1)."""
+    return 1.0 if steps <= 0 else min(1.0, step / steps)
+
+
+def r1_due(cfg: TrainConfig, step: int) -> bool:
+    return cfg.r1_every <= 1 or step % cfg.r1_every == 0
+
+
+def augmenter(cfg: TrainConfig, step: int, phase: int):
+    """The DiffAugment transform of one update: the same random family for real and fake inputs."""
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 4 + phase)
+    image = IMAGE_POLICY if cfg.diffaug else ()
+    mel = MEL_POLICY if cfg.diffaug else ()
+    return (lambda x: diff_augment(x, image, gen)), (lambda m: diff_augment(m, mel, gen))
+
+
+def styles(nets, plan_source: str, b: dict, second: bool = False) -> torch.Tensor:
+    """Target styles of a step from its reference kind: latent (M), image (E_I) or audio (E_A)."""
+    suffix = "2" if second else ""
+    if plan_source == "latent":
+        return nets["mapping"](b["z" + suffix], b["y_trg"])
+    if plan_source == "image":
+        return nets["style_encoder_image"](b["ref_img" + suffix], b["g_trg"]).detach()
+    return nets["style_encoder_audio"](b["ref_mel" + suffix], b["g_trg"]).detach()
+
+
+def classifier_labels(plan: StepPlan, b: dict, target: bool) -> tuple[str, torch.Tensor, torch.Tensor]:
+    """Which C_A head, the rows where source and target differ, and the labels (source or target)."""
+    if plan.domain_type == "speaker":
+        src, trg = b["spk_mel_src"], b["y_trg"] - 2
+        rows = (src >= 0) & (src != trg)
+        return "speaker", rows, (trg if target else src)[rows]
+    src, trg = b["g_mel_src"], b["g_trg"]
+    rows = src != trg
+    return "gender", rows, (trg if target else src)[rows]
+
+
+def source_classification(nets, plan: StepPlan, b: dict, fake_mel: torch.Tensor, target: bool) -> torch.Tensor:
+    head, rows, labels = classifier_labels(plan, b, target)
+    if not rows.any():
+        return fake_mel.sum() * 0
+    gender_logits, speaker_logits = nets["classifier_audio"](fake_mel[rows])
+    return L.source_classification(gender_logits if head == "gender" else speaker_logits, labels)
+
+
+def consistency_augment(mel: torch.Tensor, cfg: TrainConfig, step: int) -> torch.Tensor:
+    """Label-preserving augmentation for D_A's consistency term: gain and a small time shift."""
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    gain = (torch.rand(mel.size(0), 1, 1, 1, generator=gen) - 0.5).to(mel.device) * 0.25
+    shift = int(torch.randint(-8, 9, (1,), generator=gen))
+    return torch.roll(mel, shifts=shift, dims=-1) + gain
+
+
+def _r1(logits: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    with torch.autocast(inputs.device.type, enabled=False):
+        return L.r1_penalty(logits.float(), inputs)
+
+
+# ---------------------------------------------------------------------------------------------
+# discriminators
+
+
+def d_loss(nets, cfg: TrainConfig, plan: StepPlan, b: dict, step: int, finetune: bool = False):
+    aug_img, aug_mel = augmenter(cfg, step, phase=0)
+    loss, logs = _d_image(nets, cfg, plan, b, step, aug_img)
+    if not finetune:
+        loss_a, logs_a = _d_audio(nets, cfg, plan, b, step, aug_mel)
+        loss, logs = loss + loss_a, {**logs, **logs_a}
+    return loss, logs
+
+
+def _d_image(nets, cfg, plan, b, step, augment):
+    with torch.no_grad():
+        fake = nets["generator_image"](b["x_img"], styles(nets, plan.image_reference, b))
+    r1_now = r1_due(cfg, step)
+    x = b["x_img"].detach().requires_grad_(r1_now)
+    real = nets["discriminator_image"](augment(x), b["g_img_src"])
+    adv = L.adversarial(real, True) + L.adversarial(nets["discriminator_image"](augment(fake), b["g_trg"]), False)
+    logs = {"D/img_adv": adv.detach()}
+    loss = adv
+    if r1_now:
+        r1 = _r1(real, x)
+        loss = loss + cfg.lambda_reg * cfg.r1_every * r1
+        logs["D/img_r1"] = r1.detach()
+    return loss, logs
+
+
+def _d_audio(nets, cfg, plan, b, step, augment):
+    with torch.no_grad():
+        f0_src = nets["jdc"].get_feature(b["x_mel"])
+        fake = nets["generator_audio"](b["x_mel"], styles(nets, plan.audio_reference, b), f0_src)
+    r1_now = r1_due(cfg, step)
+    x = b["x_mel"].detach().requires_grad_(r1_now)
+    disc = nets["discriminator_audio"]
+    real = disc(augment(x), b["y_mel_src"])
+    adv = L.adversarial(real, True) + L.adversarial(disc(augment(fake), b["y_trg"]), False)
+    con_reg = L.consistency_regularization(real, disc(consistency_augment(b["x_mel"], cfg, step), b["y_mel_src"]))
+    cls = source_classification(nets, plan, b, fake, target=False)
+    loss = adv + cfg.lambda_con_reg * con_reg
+    if step >= cfg.adv_cls_start:
+        loss = loss + cfg.lambda_adv_cls_d * cls
+    logs = {"D/aud_adv": adv.detach(), "D/con_reg": con_reg.detach(), "D/src_cls": cls.detach()}
+    if r1_now:
+        r1 = _r1(real, x)
+        loss = loss + cfg.lambda_reg_audio * cfg.r1_every * r1
+        logs["D/aud_r1"] = r1.detach()
+    return loss, logs
+
+
+# ---------------------------------------------------------------------------------------------
+# generators, style encoders and the mapping network
+
+
+def g_loss(nets, cfg: TrainConfig, plan: StepPlan, b: dict, step: int, finetune: bool = False):
+    aug_img, aug_mel = augmenter(cfg, step, phase=1)
+    loss, logs = _g_image(nets, cfg, plan, b, step, aug_img)
+    if not finetune:
+        loss_a, logs_a = _g_audio(nets, cfg, plan, b, step, aug_mel)
+        loss, logs = loss + loss_a, {**logs, **logs_a}
+        if plan.use_infonce:  # cross-modal style consistency on paired targets (Table 1)
+            xm = L.infonce(nets["style_encoder_image"](b["ref_img"], b["g_trg"]),
+                           nets["style_encoder_audio"](b["ref_mel"], b["g_trg"]), cfg.temperature)
+            loss = loss + cfg.lambda_xm * xm
+            logs["G/infonce"] = xm.detach()
+    logs["G/total"] = loss.detach()
+    return loss, logs
+
+
+def _g_image(nets, cfg, plan, b, step, augment):
+    G, E, D = nets["generator_image"], nets["style_encoder_image"], nets["discriminator_image"]
+    x = b["x_img"]
+    gan = ramp_up(step, cfg.gan_rampup)
+    lam_ds = gan * L.diversity_weight(step, cfg.lambda_ds, cfg.ds_iter)
+    s1 = styles(nets, plan.image_reference, b)
+    fake = G(x, s1)
+    adv = L.adversarial(D(augment(fake), b["g_trg"]), True)
+    sty = L.style_reconstruction(E(fake, b["g_trg"]), s1)
+    with torch.no_grad():  # the second output is a fixed target (StarGANv2 detaches it)
+        fake2 = G(x, styles(nets, plan.image_reference, b, second=True))
+    ds = L.diversity(fake, fake2)
+    s_org = E(x, b["g_img_src"])
+    cyc = L.cycle_consistency(G(fake, s_org), x)
+    loss = gan * cfg.lambda_adv * adv + cfg.lambda_sty * sty - lam_ds * ds + cfg.lambda_cyc * cyc
+    logs = {"G/img_adv": adv, "G/img_sty": sty, "G/img_ds": ds, "G/img_cyc": cyc, "lambda_ds": torch.tensor(lam_ds)}
+    lam_rec = ramp_down(step, cfg.lambda_rec, cfg.rec_warmup)
+    if lam_rec > 0:
+        rec = L.cycle_consistency(G(x, s_org), x)
+        loss = loss + lam_rec * rec
+        logs["G/img_rec"] = rec
+    lam_pair = ramp_down(step, cfg.lambda_pair, cfg.pair_warmup)
+    if lam_pair > 0 and "pair_img" in b and b["pair_mask"].any():
+        rows = b["pair_mask"]
+        pair = (fake[rows] - b["pair_img"][rows]).abs().mean()
+        loss = loss + lam_pair * pair
+        logs["G/img_pair"] = pair
+    return loss, {k: v.detach() for k, v in logs.items()}
+
+
+def _g_audio(nets, cfg, plan, b, step, augment):
+    G, E, D = nets["generator_audio"], nets["style_encoder_audio"], nets["discriminator_audio"]
+    x = b["x_mel"]
+    lam_ds = L.diversity_weight(step, cfg.lambda_ds_audio, cfg.ds_iter)
+    s1 = styles(nets, plan.audio_reference, b)
+    with torch.no_grad():
+        f0_real, voicing_real, f0_feat = nets["jdc"](x)
+        content_real = nets["content"].get_feature(x)
+    fake = G(x, s1, f0_feat)
+    adv = L.adversarial(D(augment(fake), b["y_trg"]), True)
+    sty = L.style_reconstruction(E(fake, b["g_trg"]), s1)
+    with torch.no_grad():
+        fake2 = G(x, styles(nets, plan.audio_reference, b, second=True), f0_feat)
+    ds = L.diversity(fake, fake2)
+    f0_fake, _, f0_feat_fake = nets["jdc"](fake)
+    s_org = E(x, b["g_mel_src"])
+    cyc = L.cycle_consistency(G(fake, s_org, f0_feat_fake), x)
+    f0 = L.f0_consistency(f0_fake, f0_real)
+    asr = L.speech_consistency(nets["content"].get_feature(fake), content_real)
+    norm = L.norm_consistency(fake, x, cfg.norm_bias)
+    cls = source_classification(nets, plan, b, fake, target=True)
+    loss = (cfg.lambda_adv_audio * adv + cfg.lambda_sty_audio * sty - lam_ds * ds + cfg.lambda_cyc_audio * cyc
+            + cfg.lambda_f0 * f0 + cfg.lambda_asr * asr + cfg.lambda_norm * norm)
+    if step >= cfg.adv_cls_start:
+        loss = loss + cfg.lambda_adv_cls * cls
+    logs = {"G/aud_adv": adv, "G/aud_sty": sty, "G/aud_ds": ds, "G/aud_cyc": cyc, "G/f0": f0, "G/asr": asr,
+            "G/norm": norm, "G/src_cls": cls}
+    lam_rec = ramp_down(step, cfg.lambda_rec_audio, cfg.rec_warmup)
+    if lam_rec > 0:
+        rec = L.cycle_consistency(G(x, s_org, f0_feat), x)
+        loss = loss + lam_rec * rec
+        logs["G/aud_rec"] = rec
+    lam_reg = ramp_down(step, cfg.lambda_f0_register, cfg.pair_warmup)
+    if lam_reg > 0 and plan.audio_reference != "latent" and "ref_mel" in b:
+        with torch.no_grad():
+            f0_ref, voicing_ref, _ = nets["jdc"](b["ref_mel"])
+        register = L.f0_register(f0_fake, voicing_real.argmax(-1) > 0, f0_ref, voicing_ref.argmax(-1) > 0)
+        loss = loss + lam_reg * register
+        logs["G/f0_register"] = register
+    return loss, {k: v.detach() for k, v in logs.items()}
+
+
+
+class Phase(torch.nn.Module):
+    """One update's loss as one module forward, so DistributedDataParallel sees a single forward
+    and backward per phase (GAN steps call networks several times, R1 needs double backward).
+    Only the networks this phase updates are registered: only their gradients are all-reduced."""
+
+    def __init__(self, nets: torch.nn.ModuleDict, names: tuple[str, ...], loss_fn):
+        super().__init__()
+        for name in names:
+            self.add_module(name, nets[name])
+        self.nets, self.loss_fn = dict(nets.items()), loss_fn
+
+    def forward(self, plan, batch: dict, step: int):
+        return self.loss_fn(self.nets, plan, batch, step)
