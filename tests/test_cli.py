@@ -120,8 +120,10 @@ def test_data_synth_preview_and_info(tmp_path):
     assert r.returncode == 0 and Image.open(tmp_path / "sheet.png").width > 0
     r = xfavot("data", "info", "synthetic", corpus)
     assert r.returncode == 0 and "6 speakers" in r.stdout
-    assert_one_line_error(xfavot("data", "synth", "--speakers", "2", "--utts", "1", "--engines", "festival",
-                                 "--out", tmp_path / "x"), "--engines")
+    assert_one_line_error(xfavot("data", "synth", "--speakers", "2", "--utts", "1", "--engines", "nope",
+                                 "--out", tmp_path / "x"), "--engines", "festival, pico")
+    assert_one_line_error(xfavot("data", "synth", "--speakers", "2", "--utts", "1", "--engines", "espeak,mbrola",
+                                 "--out", tmp_path / "x"), "not installed", "mbrola")
 
 
 def test_data_info_reports_bad_folders(tmp_path):

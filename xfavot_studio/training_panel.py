@@ -16,8 +16,22 @@ from pathlib import Path
 
 from PySide6.QtCore import QThread, Signal
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
-                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.config import DEVICE_CHOICES
+from training.rundir import RunDir
 
 from .context import AppContext
 from .export_panel import FolderField
@@ -45,7 +59,7 @@ def unfinished_runs(runs_dir: Path) -> list[dict]:
             params = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if not params.get("finished") and (path.parent / "run.json").is_file():
+        if not params.get("finished") and RunDir(path.parent).exists():
             found.append(params)
     return sorted(found, key=lambda p: p.get("started", ""), reverse=True)
 
@@ -91,8 +105,7 @@ class TrainingRun(QThread):
             result = self.trainer.run(progress=False)
             entry = None
             if not result["stopped"]:
-                latest = json.loads((Path(p["run_dir"]) / "run.json").read_text())["latest"]
-                entry = self.library.add_trained(Path(p["run_dir"]) / latest, p["name"], p["base"])
+                entry = self.library.add_trained(RunDir(p["run_dir"]).latest(), p["name"], p["base"])
                 p["finished"] = True
                 Path(p["run_dir"], RUN_FILE).write_text(json.dumps(p, indent=1))
             self.completed.emit({"stopped": result["stopped"], "step": result["step"], "model": entry})
@@ -130,7 +143,7 @@ class TrainingPanel(QWidget):
         self.batch.setRange(1, 256)
         self.batch.setValue(int(ctx.settings.value("train/batch", 4)))
         self.device = QComboBox()
-        self.device.addItems(["auto", "cpu", "cuda"])
+        self.device.addItems(DEVICE_CHOICES)
         self.device.setCurrentText(str(ctx.settings.value("train/device", "auto")))
         self.name = QLineEdit(str(ctx.settings.value("train/name", "my-avatars")))
         self.sample_every = QSpinBox()
