@@ -11,10 +11,10 @@ import soundfile as sf
 pytest.importorskip("PySide6")
 pytest.importorskip("pyqtgraph")
 
+from conftest import SR, speech_like  # noqa: E402
 from PySide6.QtCore import Qt, QTimer  # noqa: E402
 from PySide6.QtWidgets import QFileDialog  # noqa: E402
 
-from conftest import SR, speech_like  # noqa: E402
 from core.engine import RESOURCES, Engine  # noqa: E402
 from xfavot_studio import audio_io  # noqa: E402
 from xfavot_studio.main_window import MainWindow  # noqa: E402
@@ -61,7 +61,7 @@ def test_main_window_opens_with_every_panel(window):
     assert window.model_info.preset == "tiny"
     assert "tiny" in window.model_label.text()
     assert [window.tabs.tabText(i) for i in range(window.tabs.count())] == [
-        "Face from voice", "Voice from face", "Latent", "Batch export", "Training", "Models"]
+        "Face from voice", "Voice from face", "Live", "Latent", "Batch export", "Training", "Models"]
     assert window.device_label.text().startswith("CPU")
     assert not window.grab().isNull()
 
@@ -402,8 +402,8 @@ def test_screenshot_option_writes_one_png_per_panel(qtbot, tiny_checkpoint, home
     out = tmp_path / "shots"
     assert app.main(["--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--screenshot", str(out)]) == 0
     shots = sorted(out.glob("*.png"))
-    assert [p.name for p in shots] == ["1-face-from-voice.png", "2-voice-from-face.png", "3-latent.png",
-                                       "4-batch-export.png", "5-training.png", "6-models.png"]
+    assert [p.name for p in shots] == ["1-face-from-voice.png", "2-voice-from-face.png", "3-live.png",
+                                       "4-latent.png", "5-batch-export.png", "6-training.png", "7-models.png"]
     pixels = [np.asarray(Image.open(p).convert("L"), dtype=np.float32) for p in shots]
     assert all(p.shape == pixels[0].shape and p.std() > 5 for p in pixels)  # real content, not blank
     assert not np.array_equal(pixels[0], pixels[2])

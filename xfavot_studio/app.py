@@ -19,6 +19,8 @@ from PySide6.QtCore import QCoreApplication, QElapsedTimer, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
+from core.config import DEVICE_CHOICES
+
 from . import settings as app_settings
 
 
@@ -116,7 +118,7 @@ def take_screenshots(window, out_dir: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xfavot-studio", description="XFaVoT Studio: faces and voices that belong together")
     parser.add_argument("--checkpoint", help="model to load (default: the last one used, else the embedded model)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the model runs (default: last used)")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, help="where the model runs (default: last used)")
     parser.add_argument("--screenshot", metavar="DIR", help="render each panel to DIR/*.png and exit")
     args = parser.parse_args(argv)
     if args.screenshot and not os.environ.get("XFAVOT_HOME"):

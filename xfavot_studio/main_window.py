@@ -4,12 +4,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtGui import QAction, QIcon, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QComboBox, QLabel, QMainWindow, QMessageBox, QProgressBar, QTabWidget, QToolBar,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QTabWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
 
-from core.engine import VOCODER_CHOICES
+from core.config import DEVICE_CHOICES, VOCODER_CHOICES
 
-from . import __version__
+from . import __version__, display
 from . import settings as app_settings
 from .context import AppContext
 from .export_panel import ExportPanel
@@ -17,15 +26,16 @@ from .face_panel import FacePanel
 from .latent_panel import LatentPanel
 from .library import ModelLibrary
 from .library_panel import LibraryPanel
+from .live_panel import LivePanel
 from .training_panel import TrainingPanel
 from .voice_panel import VoicePanel
 from .worker import EngineWorker
 
-DEVICES = ("auto", "cpu", "cuda")
-
 
 class MainWindow(QMainWindow):
-    def __init__(self, checkpoint: str | None = None, device: str | None = None, worker: EngineWorker | None = None):
+    def __init__(self, checkpoint: str | None = None, device: str | None = None, worker: EngineWorker | None = None,
+                 live_stream_factory=None):
+        """live_stream_factory: a stand-in for the sound card in the Live tab (tests, screenshots)."""
         super().__init__()
         from core.engine import RESOURCES
 
@@ -41,11 +51,12 @@ class MainWindow(QMainWindow):
 
         self.face = FacePanel(self.ctx)
         self.voice = VoicePanel(self.ctx)
+        self.live = LivePanel(self.ctx, live_stream_factory)
         self.latent = LatentPanel(self.ctx)
         self.export = ExportPanel(self.ctx)
         self.training = TrainingPanel(self.ctx, self.library, home / "runs")
         self.models = LibraryPanel(self.ctx, self.library)
-        self.panels = (self.face, self.voice, self.latent, self.export, self.training, self.models)
+        self.panels = (self.face, self.voice, self.live, self.latent, self.export, self.training, self.models)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         for panel in self.panels:
@@ -90,7 +101,7 @@ class MainWindow(QMainWindow):
         bar.setMovable(False)
         self.model_label = QLabel("Model: loading…")
         self.device_combo = QComboBox()
-        self.device_combo.addItems(DEVICES)
+        self.device_combo.addItems(DEVICE_CHOICES)
         self.device_combo.setCurrentText(device or str(self.settings.value("engine/device", "auto")))
         self.device_combo.setToolTip("Where the model runs: auto picks the GPU when there is one")
         self.device_combo.currentTextChanged.connect(lambda v: self._engine_setting_changed("engine/device", v))
@@ -138,12 +149,18 @@ class MainWindow(QMainWindow):
             self, "About", f"XFaVoT Studio {__version__}\nCross-modal face and voice style transfer "
                            "(Takahashi, Singh, Mitsufuji)."))
         help_menu.addAction(about)
-        for keys, method in (("R", "record"), ("Space", "play"), ("Ctrl+Return", "convert"), ("Ctrl+Enter", "convert")):
+        for keys, method in (("R", "record"), ("Space", "play"), ("Ctrl+Return", "convert"), ("Ctrl+Enter", "convert"),
+                             ("Ctrl+L", "toggle_live")):
             shortcut = QShortcut(QKeySequence(keys), self)
             shortcut.activated.connect(lambda m=method: self._shortcut(m))
 
     def _shortcut(self, method: str) -> None:
-        """R / Space / Ctrl+Enter act on the current tab, when it has that action."""
+        """R / Space / Ctrl+Enter act on the current tab, when it has that action; Ctrl+L starts and
+        stops live conversion from any tab."""
+        if method == "toggle_live":
+            self.tabs.setCurrentWidget(self.live)
+            self.live.run_action()
+            return
         action = getattr(self.tabs.currentWidget(), method, None)
         if action is not None:
             action()
@@ -155,7 +172,7 @@ class MainWindow(QMainWindow):
 
         def run(engine, job):
             info = engine.load(path, device, vocoder)
-            return info, engine.domains, engine.device_summary()
+            return info, engine.domains, display.device_summary(engine)
 
         job = self.worker.submit(run, "Load model")
         job.done.connect(self._model_loaded)
@@ -231,6 +248,7 @@ class MainWindow(QMainWindow):
             self.training.stop_and_wait()
         if self.export.running:
             self.export.cancel()
+        self.live.shutdown()
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.sync()
         self.worker.shutdown()

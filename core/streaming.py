@@ -1,0 +1,143 @@
+"""Streaming voice conversion: blocks of microphone samples in, converted blocks out.
+
+    stream = StreamingConverter(engine, style, block_ms=100)
+    out = stream.process(block)          # len(out) == len(block), 24 kHz float32
+    tail = stream.flush()                # the audio still held back (end of a file)
+
+How (after RVC's and w-okada's realtime paths, ../shared/design/live-notes.md):
+- Each block is converted together with `context_ms` of the audio before it (left context), so the
+  generator's instance norms and the F0 network see a few seconds of speech, and `lookahead_ms` of
+  audio after it (right context, optional: it costs its length in latency).
+- The window slides by whole blocks, and blocks are multiples of 4 mel hops, so every call sees the
+  same frame grid and the same pooling grid in G_A: the same audio gives the same mel frames.
+- Only the frames around the new block are vocoded (the vocoder's receptive field is local).
+- Joins: the new block's start is aligned to the previous block's tail by SOLA (the offset within
+  `search_ms` with the highest normalised cross-correlation), then the two overlap for
+  `crossfade_ms` with equal-power (sin^2/cos^2) fades, so nothing clicks at the joins.
+
+Latency (algorithmic): a block's output leaves one block after its first sample came in, plus
+what is held back after it (lookahead, the next crossfade and the SOLA search, rounded up to the
+50 ms grid); `timings()` splits it up. Compute time and the audio device's buffers come on top
+(the live audio path measures them).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import audio
+
+FRAME_GRID = 4 * audio.HOP  # G_A halves time twice: windows slide by multiples of 4 frames (50 ms)
+
+
+@dataclass
+class StreamTimings:
+    block_ms: float       # a block is converted once all of it has arrived
+    lookahead_ms: float   # right context the generator sees after the block
+    joins_ms: float       # held back for the next crossfade and SOLA search (on the 50 ms grid)
+
+    @property
+    def algorithmic_ms(self) -> float:
+        return self.block_ms + self.lookahead_ms + self.joins_ms
+
+
+def round_to_grid(ms: float) -> int:
+    """Milliseconds -> samples, rounded up to the 50 ms frame grid (at least one grid step)."""
+    samples = int(round(ms * audio.SAMPLE_RATE / 1000))
+    return max(FRAME_GRID, -(-samples // FRAME_GRID) * FRAME_GRID)
+
+
+class StreamingConverter:
+    VOCODER_CONTEXT_FRAMES = 24  # the Vocos backbone sees +-19 frames; Griffin-Lim is local too
+
+    def __init__(self, engine, style, block_ms: float = 100.0, context_ms: float = 2000.0,
+                 lookahead_ms: float = 0.0, crossfade_ms: float = 30.0, search_ms: float = 10.0):
+        engine._need_model()
+        self.engine = engine
+        self.block = round_to_grid(block_ms)
+        self.context = round_to_grid(context_ms)
+        self.crossfade = int(round(crossfade_ms * audio.SAMPLE_RATE / 1000))
+        self.search = int(round(search_ms * audio.SAMPLE_RATE / 1000))
+        if self.crossfade + 2 * self.search > self.block:
+            raise ValueError("the crossfade plus twice the SOLA search must fit in one block")
+        # audio after the emitted block: the next crossfade + SOLA search, and the lookahead
+        self.lookahead = 0 if lookahead_ms <= 0 else int(round(lookahead_ms * audio.SAMPLE_RATE / 1000))
+        self.holdback = round_to_grid((self.crossfade + self.search + self.lookahead) * 1000 / audio.SAMPLE_RATE)
+        self.window = self.context + self.block + self.holdback        # samples converted per call
+        self.style = engine._style_tensor([style], 1)
+        self.buffer = np.zeros(self.window, np.float32)                # the newest `window` input samples
+        self.tail: np.ndarray | None = None                            # last call's audio after what it emitted
+        self.fade_in = np.sin(np.linspace(0, np.pi / 2, self.crossfade, dtype=np.float32)) ** 2
+        self.fade_out = 1 - self.fade_in
+        self.compute_ms: list[float] = []
+        self.pending = np.zeros(0, np.float32)                         # input not yet a whole block
+
+    def timings(self) -> StreamTimings:
+        """Where the algorithmic latency goes: block + what is held back after it (lookahead,
+        crossfade and SOLA search, on the 50 ms frame grid)."""
+        rate = audio.SAMPLE_RATE / 1000
+        lookahead = self.lookahead / rate
+        return StreamTimings(self.block / rate, lookahead, self.holdback / rate - lookahead)
+
+    @property
+    def delay_samples(self) -> int:
+        """Output sample p (counting everything `process` returned) is input sample p - delay."""
+        return self.holdback
+
+    # -- the conversion of one window ------------------------------------------------------------
+    @torch.inference_mode()
+    def _convert_window(self, wav: np.ndarray) -> np.ndarray:
+        """Converted audio of window samples [context - search, context + block + crossfade + search):
+        the block to emit, with room for the SOLA shift and the next crossfade."""
+        e = self.engine
+        mel = e._mel(wav)[:, :-1]  # centred frames: T = window / hop (the last half-frame dropped)
+        with e._lock:
+            x = mel[None, None]
+            y = e.nets["generator_audio"](x, self.style, e.nets["jdc"].get_feature(x))[0, 0]
+        start = self.context - self.search
+        end = self.context + self.block + self.crossfade + self.search
+        f0 = max(0, start // audio.HOP - self.VOCODER_CONTEXT_FRAMES)
+        f1 = min(y.shape[-1], -(-end // audio.HOP) + self.VOCODER_CONTEXT_FRAMES)
+        voiced = e.vocoder(y[:, f0:f1]).numpy()                  # (f1 - f0) * hop samples from f0 * hop
+        return voiced[start - f0 * audio.HOP: end - f0 * audio.HOP]
+
+    def _sola_offset(self, new: np.ndarray) -> int:
+        """Offset in [0, 2 * search] where `new` best continues the previous tail."""
+        if self.tail is None or self.search == 0 or self.crossfade == 0:
+            return self.search
+        n = self.crossfade
+        windows = np.lib.stride_tricks.sliding_window_view(new[:2 * self.search + n], n)  # (2 search + 1, n)
+        scores = windows @ self.tail / (np.sqrt(np.einsum("ij,ij->i", windows, windows)) + 1e-8)
+        return int(np.argmax(scores))
+
+    def _step(self) -> np.ndarray:
+        t0 = time.perf_counter()
+        new = self._convert_window(self.buffer)
+        d = self._sola_offset(new)
+        out = new[d:d + self.block].copy()
+        if self.tail is not None and self.crossfade:
+            out[:self.crossfade] = self.tail * self.fade_out + out[:self.crossfade] * self.fade_in
+        self.tail = new[d + self.block:d + self.block + self.crossfade].copy()
+        self.compute_ms.append((time.perf_counter() - t0) * 1000)
+        return out
+
+    # -- public ----------------------------------------------------------------------------------
+    def process(self, samples: np.ndarray) -> np.ndarray:
+        """Feed any number of input samples; returns the converted blocks completed by them
+        (a multiple of the block size, possibly empty)."""
+        self.pending = np.concatenate([self.pending, np.asarray(samples, np.float32).reshape(-1)])
+        outputs = []
+        while self.pending.size >= self.block:
+            block, self.pending = self.pending[:self.block], self.pending[self.block:]
+            self.buffer = np.concatenate([self.buffer[self.block:], block])
+            outputs.append(self._step())
+        return np.concatenate(outputs) if outputs else np.zeros(0, np.float32)
+
+    def convert(self, wav: np.ndarray) -> np.ndarray:
+        """Stream a whole waveform through block by block; returns it time-aligned with the input
+        (the algorithmic delay removed), for comparisons with offline conversion and file mode."""
+        out = [self.process(wav), self.process(np.zeros(self.holdback + 2 * self.block, np.float32))]
+        return np.concatenate(out)[self.delay_samples:self.delay_samples + wav.size]
