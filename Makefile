@@ -13,6 +13,8 @@ app: $(STAMP)
 	$(VENV)/bin/xfavot-studio
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest -q
 
 bench: $(STAMP)

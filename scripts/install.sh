@@ -8,6 +8,8 @@ APT_PACKAGES=(
   python3-venv
   # audio: PortAudio for recording/playback, libsndfile for soundfile, speech synthesizers + sox
   libportaudio2 libsndfile1 espeak-ng flite sox libsox-fmt-all
+  # Festival and three of its voices: the synthetic corpus's third speech engine
+  festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
   # Qt 6 (PySide6) runtime libraries; OpenCV (pulled in by face-alignment) needs libGL/glib
   libgl1 libegl1 libglib2.0-0 libfontconfig1 libdbus-1-3 libxkbcommon0 libxkbcommon-x11-0
   libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-render-util0 libxcb-image0

@@ -9,12 +9,12 @@ import soundfile as sf
 from PIL import Image
 
 from core.errors import UserError
+from tests.conftest import SR, speech_like
 from training.data import datasets, synth
 from training.data.faces import render_face, sample_nuisance
 from training.data.identity import Identity, sample_identity, voice_params
 from training.data.sampler import TABLE1, Table1Sampler
 from training.data.sentences import sentence_pool
-from tests.conftest import SR, speech_like
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 needs_flite = pytest.mark.skipif(shutil.which("flite") is None or shutil.which("sox") is None,

@@ -3,8 +3,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import SR, speech_like
+
 from training.data import synth
 from training.evaluate import syllable_rate, word_errors
 from xfavot_studio import cli

@@ -6,9 +6,9 @@ import shutil
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import SR, expect_user_error, speech_like
 from PIL import Image
 
-from conftest import SR, expect_user_error, speech_like
 from core.export import ExportPlan, build_items, run_export
 from xfavot_studio import cli
 

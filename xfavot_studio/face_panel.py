@@ -8,14 +8,33 @@ from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QIcon, QImage, QPainter
-from PySide6.QtWidgets import (QFileDialog, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
-                               QPushButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
-from .context import AppContext
 from core.face import IMAGE_EXTS
 
-from .widgets import (IMAGE_FILTER, FileDrops, ImageView, ReferenceTabs, gender_combo, pil_to_qimage,
-                      readable_image, samples_button, save_file_dialog)
+from .context import AppContext
+from .widgets import (
+    IMAGE_FILTER,
+    FileDrops,
+    ImageView,
+    ReferenceTabs,
+    gender_combo,
+    pil_to_qimage,
+    readable_image,
+    samples_button,
+    save_file_dialog,
+)
 
 MAX_SOURCES = 4
 
