@@ -66,3 +66,10 @@ def engine(tiny_checkpoint):
     e = Engine(batch_size=2, align_faces=False)
     e.load(tiny_checkpoint, "cpu")
     return e
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch):
+    """The app's data folder (settings, model library) in a fresh temporary place."""
+    monkeypatch.setenv("XFAVOT_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"

@@ -24,12 +24,6 @@ SAMPLES = RESOURCES / "samples"
 WAIT = 60_000
 
 
-@pytest.fixture()
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("XFAVOT_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
 def open_window(qtbot, checkpoint, home):
     window = MainWindow(str(checkpoint), "cpu", worker=EngineWorker(Engine(batch_size=4, align_faces=False)))
     qtbot.addWidget(window)
