@@ -76,21 +76,24 @@ class RunDir:
         return self.path / self.state()["latest"]
 
     def save(self, step: int, tensors: dict, header: dict, state: dict, keep_last: int,
-             score: float | None = None) -> Path:
+             score: float | None = None, pin: bool = False) -> Path:
         """Write step-NNNNNN.safetensors, rotate old ones, keep best.safetensors and run.json
-        current. Every file is written atomically, run.json last, so a crash leaves a usable run."""
+        current. Every file is written atomically, run.json last, so a crash leaves a usable run.
+        A pinned checkpoint (a learning-curve point, which a recipe may pick) is never rotated out."""
         path = self.checkpoint_path(step)
         checkpoint.save_tensors(path, tensors, header)
         previous = self.state() if self.exists() else {}
+        pinned = [h for h in previous.get("pinned", []) if h != path.name] + ([path.name] if pin else [])
         history = [h for h in previous.get("history", []) if h != path.name] + [path.name]
         for old in history[:-keep_last]:
-            (self.path / old).unlink(missing_ok=True)
+            if old not in pinned:
+                (self.path / old).unlink(missing_ok=True)
         history = history[-keep_last:]
         best = previous.get("best")
         if score is not None and (best is None or score >= best):
             best = score
             checkpoint.atomic_write(self.best, lambda tmp: shutil.copyfile(path, tmp))
-        state = {**state, "step": step, "latest": path.name, "history": history, "best": best}
+        state = {**state, "step": step, "latest": path.name, "history": history, "pinned": pinned, "best": best}
         checkpoint.atomic_write(self.state_file, lambda tmp: Path(tmp).write_text(json.dumps(state, indent=1)))
         return path
 

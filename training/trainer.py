@@ -179,7 +179,7 @@ class Trainer:
             self.on_samples(result)
         return result
 
-    def save_checkpoint(self, metrics: dict | None = None) -> Path:
+    def save_checkpoint(self, metrics: dict | None = None, pin: bool = False) -> Path:
         if self.rank != 0:
             return self.out / "none"
         tensors, optim_meta = state.pack(self.nets, self.ema, self.optims, DISCRIMINATORS + FROZEN)
@@ -189,7 +189,7 @@ class Trainer:
         header = checkpoint.model_header(self.model_cfg, meta, EMA_MODULES + DISCRIMINATORS + FROZEN)
         run_state = {"finetune": self.finetune, "train_config": self.cfg.to_dict(), "model_config": self.model_cfg.to_dict()}
         return self.run_dir.save(self.step_no, tensors, header, run_state, self.cfg.keep_last,
-                                 (metrics or {}).get("val/retrieval_top1"))
+                                 (metrics or {}).get("val/retrieval_top1"), pin=pin)
 
     def load_checkpoint(self, path: str | Path) -> None:
         tensors, header = checkpoint.load_tensors(path)
@@ -274,7 +274,7 @@ class Trainer:
                     self.write_samples()
                 curve_due = c.eval_every and c.eval_corpus and self.rank == 0 and due(c.eval_every)
                 if due(c.checkpoint_every) or curve_due:
-                    saved = self.save_checkpoint(metrics)
+                    saved = self.save_checkpoint(metrics, pin=bool(curve_due))
                     if curve_due:
                         self._curve_point(saved)
                 bar.update()
