@@ -33,14 +33,23 @@ TARGET_LUFS = -23.0
 AUDIO_EXTS = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
 
 
-def load_audio(path: str | Path, max_seconds: float | None = None) -> np.ndarray:
-    """Any soundfile-readable file -> float32 mono at 24 kHz. Raises UserError on bad input."""
+def refuse_longer(seconds: float, max_seconds: float, name: str) -> None:
+    if seconds > max_seconds:
+        raise UserError(f"{name} is {seconds / 60:.0f} minutes long; sources up to {max_seconds / 60:.0f} minutes "
+                        "are converted, so split it into parts first")
+
+
+def load_audio(path: str | Path, max_seconds: float | None = None, refuse: bool = False) -> np.ndarray:
+    """Any soundfile-readable file -> float32 mono at 24 kHz. Raises UserError on bad input.
+    A file longer than max_seconds is cut there (a reference) or, with refuse, refused (a source)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"audio file not found: {path}")
     try:
         with sf.SoundFile(str(path)) as f:
             rate = f.samplerate
+            if refuse and max_seconds is not None:
+                refuse_longer(f.frames / rate, max_seconds, path.name)
             frames = f.frames if max_seconds is None else min(f.frames, int(max_seconds * rate))
             data = f.read(frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:

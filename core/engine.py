@@ -171,13 +171,16 @@ class Engine:
         img = face.prepare_face(img, self.cfg.img_size, self.aligner)
         return face.image_to_tensor(img)
 
-    def _waveform(self, wav: AudioInput, max_seconds: float) -> np.ndarray:
+    def _waveform(self, wav: AudioInput, max_seconds: float, refuse: bool = False) -> np.ndarray:
+        """Mono 24 kHz; beyond max_seconds a reference is cut, a source (refuse) is refused."""
         if isinstance(wav, (str, Path)):
-            return audio.load_audio(wav, max_seconds=max_seconds)
+            return audio.load_audio(wav, max_seconds=max_seconds, refuse=refuse)
         if isinstance(wav, Audio):
             samples, rate = wav.samples, wav.rate
         else:
             samples, rate = np.asarray(wav), audio.SAMPLE_RATE
+        if refuse:
+            audio.refuse_longer(len(samples) / rate, max_seconds, "the recording")
         return audio.prepare_waveform(samples[: int(max_seconds * rate)], rate)
 
     def _mel(self, wav: np.ndarray) -> torch.Tensor:
@@ -292,7 +295,7 @@ class Engine:
         out = []
         with self._lock:
             for i, src in enumerate(items):
-                wav = self._waveform(src, MAX_SOURCE_SECONDS)
+                wav = self._waveform(src, MAX_SOURCE_SECONDS, refuse=True)
                 s = self._style_tensor([styles[0] if len(styles) == 1 else styles[i]], 1)
                 mel = self._convert_mel(self._mel(wav), s)
                 converted = self.vocoder(mel).numpy()[: wav.size]
@@ -314,7 +317,7 @@ class Engine:
     # -- helpers for front ends (the app shows what it will convert) --------------------------
     def read_voice(self, src: AudioInput, max_seconds: float = MAX_SOURCE_SECONDS) -> np.ndarray:
         """A voice file or recording (Audio) as the engine will hear it: mono float32 at 24 kHz."""
-        return self._waveform(src, max_seconds)
+        return self._waveform(src, max_seconds, refuse=True)
 
     @staticmethod
     def save_voice(path: str | Path, wav: np.ndarray) -> None:

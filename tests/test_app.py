@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from PIL import Image
 
 pytest.importorskip("PySide6")
 pytest.importorskip("pyqtgraph")
@@ -227,7 +228,20 @@ def test_bad_reference_shows_a_readable_message(qtbot, window, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"nope")
     window.face.sources.add(str(broken))
-    assert "not an image" in window.ctx.errors[-1]
+    assert "cannot read image broken.png" in window.ctx.errors[-1]
+
+
+def test_a_photo_the_engine_accepts_opens_in_the_app(qtbot, window, tmp_path):
+    big = tmp_path / "big.png"  # 10k x 10k: over Qt's 256 MB image limit, within the engine's 20k x 20k
+    Image.new("RGB", (10_000, 10_000), (200, 120, 90)).save(big)
+    errors = len(window.ctx.errors)
+    window.face.sources.add(str(big))
+    window.face.ref_face.set_path(str(big))
+    assert len(window.ctx.errors) == errors, window.ctx.errors[errors:]
+    assert window.face.sources.paths() == [str(big)] and window.face.ref_face.path == str(big)
+    preview = window.face.ref_face.view._image
+    assert (preview.width(), preview.height()) == (1024, 1024)  # a preview, not 300 MB of pixels
+    assert preview.pixelColor(512, 512).getRgb()[:3] == (200, 120, 90)
 
 
 def test_event_loop_keeps_turning_during_inference(qtbot, window, tmp_path):

@@ -90,10 +90,29 @@ def test_wrong_style_size_is_a_user_error(engine, media):
 
 
 def test_long_source_is_converted_in_chunks(engine, monkeypatch):
-    monkeypatch.setattr(engine_module, "CHUNK_FRAMES", 100)  # 1.25 s chunks on a 4 s clip
-    wav = speech_like(4.0)
-    out = engine.voice_from_style(wav, engine.sample_style("female", 0))
+    wav, style = speech_like(4.0), engine.sample_style("female", 0)
+    mel = engine._mel(engine.read_voice(wav))
+    whole = engine._convert_mel(mel, engine._style_tensor([style], 1))
+    other_style = engine._convert_mel(mel, engine._style_tensor([engine.sample_style("male", 3)], 1))
+    monkeypatch.setattr(engine_module, "CHUNK_FRAMES", 100)  # 1.25 s chunks (+ context) on a 4 s clip
+    chunked = engine._convert_mel(mel, engine._style_tensor([style], 1))
+    assert chunked.shape == whole.shape == mel.shape
+    # instance norm sees a chunk, not the clip, so they differ a little: measured 0.12 of what a
+    # change of style makes (tiny untrained model)
+    assert (chunked - whole).abs().mean() < 0.2 * (other_style - whole).abs().mean()
+    out = engine.voice_from_style(wav, style)
     assert out.shape == wav.shape and np.isfinite(out).all()
+
+
+def test_sources_over_the_limit_are_refused_not_cut(engine, monkeypatch, tmp_path):
+    monkeypatch.setattr(engine_module, "MAX_SOURCE_SECONDS", 3.0)
+    sf.write(tmp_path / "long.wav", speech_like(4.0), SR)
+    style = engine.sample_style("female", 0)
+    with pytest.raises(UserError, match="minutes are converted, so split it"):
+        engine.voice_from_style(tmp_path / "long.wav", style)
+    with pytest.raises(UserError, match="the recording is"):
+        engine.voice_from_style(Audio(speech_like(4.0), SR), style)
+    assert engine.voice_from_style(speech_like(2.5), style).shape == (int(2.5 * SR),)  # under it: converted whole
 
 
 def test_ten_minute_source_is_converted_without_running_out_of_memory(engine, tmp_path):

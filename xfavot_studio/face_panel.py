@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QIcon, QImage, QPainter
+from PySide6.QtGui import QIcon, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QFileDialog,
     QGridLayout,
@@ -85,11 +85,12 @@ class SourceFaces(FileDrops, QGroupBox):
         return [self.list.item(i).data(Qt.UserRole) for i in range(self.list.count())]
 
     def add(self, path: str) -> None:
-        if readable_image(self.ctx, path) is None:
+        image = readable_image(self.ctx, path)
+        if image is None:
             return
         if self.list.count() >= MAX_SOURCES:
             self.list.takeItem(0)  # keep the newest four
-        item = QListWidgetItem(QIcon(path), Path(path).stem)
+        item = QListWidgetItem(QIcon(QPixmap.fromImage(image)), Path(path).stem)
         item.setData(Qt.UserRole, path)
         item.setToolTip(path)
         self.list.addItem(item)

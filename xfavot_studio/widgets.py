@@ -25,7 +25,8 @@ from PySide6.QtWidgets import (
 )
 
 from core.audio import AUDIO_EXTS
-from core.face import IMAGE_EXTS
+from core.errors import UserError
+from core.face import IMAGE_EXTS, load_image
 
 from . import audio_io
 from .context import AppContext
@@ -62,13 +63,19 @@ class FileDrops:
             self.take_dropped(path)
 
 
+PREVIEW_PIXELS = 1024  # longest side of an image shown in the app (the engine reads the file itself)
+
+
 def readable_image(ctx: AppContext, path: str) -> QImage | None:
-    """The image, or None after telling the user it cannot be read."""
-    image = QImage(path)
-    if image.isNull():
-        ctx.show_error("Cannot open image", f"{Path(path).name} is not an image this app can read.")
+    """A preview of the image, read by the same loader as the engine (so whatever it accepts, up
+    to 20k x 20k photos in any mode, shows here too), or None after telling the user why not."""
+    try:
+        img = load_image(path)
+    except UserError as exc:
+        ctx.show_error("Cannot open image", str(exc))
         return None
-    return image
+    img.thumbnail((PREVIEW_PIXELS, PREVIEW_PIXELS))
+    return pil_to_qimage(img)
 
 
 def samples_button(ctx: AppContext, parent: QWidget, kind: str, pick) -> QToolButton:
