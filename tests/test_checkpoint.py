@@ -75,9 +75,22 @@ def test_pickle_checkpoints_are_refused_without_unpickling(tmp_path):
     cfg = config.preset("tiny")
     torch.save(model.build_networks(cfg).state_dict(), tmp_path / "zip.safetensors")
     load_error(tmp_path / "zip.safetensors", "torch.save", "arbitrary code")
-    with open(tmp_path / "p.pt", "wb") as f:
-        pickle.dump({"a": 1}, f)
-    load_error(tmp_path / "p.pt", "pickle")
+    sentinel = tmp_path / "pwned"
+    for name in ("p.pt", "p.safetensors"):  # by name and by content
+        with open(tmp_path / name, "wb") as f:
+            pickle.dump({"a": _Exploit(sentinel)}, f)
+        load_error(tmp_path / name, "pickle")
+    assert not sentinel.exists()  # the payload never ran
+
+
+class _Exploit:
+    """Unpickling this runs a command: the file it touches shows whether anything unpickled it."""
+
+    def __init__(self, sentinel):
+        self.sentinel = str(sentinel)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.sentinel}",))
 
 
 def test_a_safetensors_header_length_that_looks_like_a_pickle_opcode_still_loads(tmp_path):

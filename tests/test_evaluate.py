@@ -6,7 +6,7 @@ import pytest
 from conftest import SR, speech_like
 
 from training.data import synth
-from training.evaluate import syllable_rate, word_errors
+from training.evaluate import _accuracy, _rel, _retrieval, syllable_rate, word_errors
 from xfavot_studio import cli
 
 
@@ -31,6 +31,42 @@ def test_syllable_rate_tracks_syllables():
     fast = 0.2 * voiced * (0.5 + 0.5 * np.sin(2 * np.pi * 5 * t)) ** 2       # 5 syllables / s
     assert 1.5 < syllable_rate(slow.astype(np.float32)) < 2.5
     assert 4.5 < syllable_rate(fast.astype(np.float32)) < 5.5
+
+
+def test_attribute_accuracy_known_answer():
+    truth = [dict(gender="f", age="a", build="b", energy="e")] * 4
+    preds = [dict(gender="f", age="a", build="b", energy="e"), dict(gender="m", age="a", build="b", energy="x"),
+             dict(gender="f", age="z", build="b", energy="x"), dict(gender="m", age="z", build="z", energy="x")]
+    acc = _accuracy(preds, truth)
+    assert acc == {"gender": 0.5, "age": 0.5, "build": 0.75, "energy": 0.25, "mean": 0.5}
+    assert _rel(12.0, 10.0) == pytest.approx(0.2) and _rel(8.0, 10.0) == pytest.approx(0.2)
+
+
+class _Styles:
+    """A stand-in engine whose face and voice styles are given vectors."""
+
+    def __init__(self, faces, voices):
+        self.faces, self.voices = faces, voices
+
+    def style_of_face(self, path, gender):
+        return type("S", (), {"vector": self.faces[path]})()
+
+    def style_of_voice(self, path, gender):
+        return type("S", (), {"vector": self.voices[path]})()
+
+
+def test_retrieval_known_answer():
+    # 6 speakers with one-hot face styles: 0-2 speak in their own style (rank 0), 3 and 5 find
+    # their own face second, 4 finds it last (no ties anywhere)
+    eye = np.eye(6, dtype=np.float32)
+    last = eye[0] + 0.5 * eye[1] + 0.4 * eye[2] + 0.3 * eye[3] + 0.2 * eye[5] + 0.1 * eye[4]
+    voices = {0: eye[0], 1: eye[1], 2: eye[2], 3: 0.8 * eye[4] + 0.5 * eye[3], 4: last, 5: eye[2] + 0.5 * eye[5]}
+    speakers = [type("Spk", (), {"faces": [f"f{i}"], "voices": [f"v{i}"], "gender": "female"})() for i in range(6)]
+    engine = _Styles({f"f{i}": eye[i] for i in range(6)}, {f"v{i}": v for i, v in voices.items()})
+    r = _retrieval(engine, speakers)
+    assert r["top1"] == pytest.approx(3 / 6)  # speakers 0, 1, 2
+    assert r["top5"] == pytest.approx(5 / 6)  # all but speaker 4
+    assert r["chance_top1"] == pytest.approx(1 / 6)
 
 
 def test_eval_report(eval_corpus, tiny_checkpoint, tmp_path, capsys):

@@ -56,6 +56,13 @@ def test_own_format_round_trip(tmp_path, spec):
     mel = audio.log_mel(speech_like(1.0))
     out = voc(mel)
     assert out.shape == (mel.shape[-1] * audio.HOP,) and torch.isfinite(out).all()
+    # the loaded weights are the saved ones: the same mel makes the same waveform
+    # the loaded vocoder is the saved one: same mel (and, for PWG, same noise) -> same waveform
+    original = Vocoder(gen, "xfavot24k", "original")
+    torch.manual_seed(1)
+    expected = original(mel)
+    torch.manual_seed(1)
+    torch.testing.assert_close(voc(mel), expected)
     batch = voc(torch.stack([mel, mel]))
     assert batch.shape == (2, mel.shape[-1] * audio.HOP)
 
