@@ -16,7 +16,7 @@ from conftest import SR, speech_like  # noqa: E402
 from PySide6.QtCore import Qt, QTimer  # noqa: E402
 from PySide6.QtWidgets import QFileDialog  # noqa: E402
 
-from core.engine import RESOURCES, Engine  # noqa: E402
+from core.engine import RESOURCES, Audio, Engine  # noqa: E402
 from xfavot_studio import audio_io  # noqa: E402
 from xfavot_studio.main_window import MainWindow  # noqa: E402
 from xfavot_studio.worker import EngineWorker  # noqa: E402
@@ -277,6 +277,86 @@ def test_no_audio_device_disables_recording_and_playback(qtbot, window, monkeypa
     slot.load_file(str(voices()[0]))  # files still work
     wait_idle(qtbot, window)
     assert slot.samples is not None
+
+
+@pytest.fixture()
+def fake_mic(monkeypatch):
+    """A 48 kHz microphone that hears 3 s of speech, and speakers that record what they play."""
+    from fake_sounddevice import FakeSoundDevice
+
+    fake = FakeSoundDevice(0.5 * speech_like(3.0, rate=48000), rate=48000, speed=4.0)
+    monkeypatch.setitem(audio_io._state, "module", fake)
+    monkeypatch.setitem(audio_io._state, "reason", "")
+    return fake
+
+
+def test_recording_at_48k_stops_at_its_maximum_and_reaches_the_engine_at_24k(qtbot, fake_mic, window):
+    from xfavot_studio.widgets import VoiceSlot
+
+    slot = VoiceSlot(window.ctx, "Voice", "voices")
+    qtbot.addWidget(slot)
+    assert slot.record_button.isEnabled() and "Record" in slot.record_button.toolTip()
+    levels = []
+    slot.recorder.level.connect(levels.append)
+    slot.max_seconds.setValue(1.0)
+    with qtbot.waitSignal(slot.recorder.finished, timeout=10_000) as finished:
+        slot.record_button.setChecked(True)  # nobody presses Stop: the maximum length ends it
+    samples, rate = finished.args
+    assert rate == 48000 and len(samples) == 48000
+    np.testing.assert_array_equal(samples, fake_mic.signal[:48000])  # every block, in order, none twice
+    assert max(levels) == pytest.approx(np.abs(fake_mic.signal).max(), rel=0.3)  # the meter moved
+    assert fake_mic.streams[0].closed and not slot.recorder.recording
+    wait_idle(qtbot, window)
+    assert not slot.record_button.isChecked() and slot.name.text().startswith("recording")
+    expected = window.worker.engine.read_voice(Audio(samples, rate))
+    assert len(slot.samples) == 24000
+    np.testing.assert_allclose(slot.samples, expected, atol=1e-6)
+
+
+def test_recording_stopped_early_keeps_what_was_heard(qtbot, fake_mic, window):
+    from xfavot_studio.widgets import VoiceSlot
+
+    slot = VoiceSlot(window.ctx, "Voice", "voices")
+    qtbot.addWidget(slot)
+    slot.max_seconds.setValue(10.0)
+    slot.record_button.setChecked(True)
+    qtbot.waitUntil(lambda: sum(b.size for b in slot.recorder._blocks) >= 9600, timeout=5000)
+    with qtbot.waitSignal(slot.recorder.finished, timeout=5000) as finished:
+        slot.record_button.setChecked(False)  # Stop
+    samples, _ = finished.args
+    assert 9600 <= len(samples) < len(fake_mic.signal)
+    np.testing.assert_array_equal(samples, fake_mic.signal[: len(samples)])
+
+
+def test_play_sends_the_samples_to_the_chosen_output(qtbot, fake_mic, window):
+    from xfavot_studio.widgets import PlayButton
+
+    wav = speech_like(0.5)
+    window.ctx.settings.setValue("audio/output", "Fake speakers")
+    play = PlayButton(window.ctx, lambda: wav)
+    qtbot.addWidget(play)
+    assert play.isEnabled()
+    play.click()
+    (samples, rate, device), = fake_mic.played
+    np.testing.assert_array_equal(samples, wav)
+    assert rate == SR and device == 1
+
+
+def test_missing_portaudio_says_so_and_files_still_work(qtbot, window, monkeypatch):
+    from xfavot_studio.widgets import PlayButton, VoiceSlot
+
+    monkeypatch.setitem(audio_io._state, "module", None)
+    monkeypatch.setitem(audio_io._state, "reason", "sound is unavailable: PortAudio could not be loaded (no lib)")
+    slot = VoiceSlot(window.ctx, "Voice", "voices")
+    play = PlayButton(window.ctx, lambda: speech_like(0.5))
+    qtbot.addWidget(slot)
+    qtbot.addWidget(play)
+    assert not slot.record_button.isEnabled() and "PortAudio" in slot.record_button.toolTip()
+    assert not play.isEnabled() and "PortAudio" in play.toolTip()
+    assert audio_io.play(speech_like(0.5), SR).startswith("sound is unavailable")
+    slot.load_file(str(voices()[0]))
+    wait_idle(qtbot, window)
+    assert slot.samples is not None and len(slot.samples) > SR
 
 
 def test_shortcut_ctrl_enter_converts_on_the_current_panel(qtbot, window, media):
