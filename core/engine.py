@@ -151,6 +151,9 @@ class Engine:
             return Vocoder.from_state(ref, state)
         if ref and ref.get("path"):  # a vocoder file next to (or relative to) the checkpoint
             return load_vocoder((path.parent / ref["path"]).resolve())
+        if choice == "neural":
+            raise UserError(f"{path.name} has no neural vocoder; choose Griffin-Lim or auto "
+                            "(or attach one: xfavot attach-vocoder)")
         return Vocoder.griffin_lim(cfg.mel_frontend)
 
     def _need_model(self) -> None:

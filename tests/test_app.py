@@ -559,3 +559,7 @@ def test_vocoder_choice_reloads_the_model_and_is_remembered(qtbot, window):
     assert window.model_info.vocoder == "Griffin-Lim"  # chosen, not a fallback
     assert window.settings.value("engine/vocoder") == "griffin-lim"
     assert "Griffin-Lim" in window.model_label.text()
+    window.vocoder_combo.setCurrentText("neural")  # this model has none: said, not silently replaced
+    wait_idle(qtbot, window)
+    assert "has no neural vocoder" in window.ctx.errors[-1]
+    assert window.vocoder_combo.currentText() == "griffin-lim" and window.model_info.vocoder == "Griffin-Lim"

@@ -162,3 +162,8 @@ def test_engine_vocoder_choice(tmp_path, tiny_checkpoint):
     assert engine.load(prefers_gl, "cpu", "neural") and engine.vocoder.kind == "neural"
     with pytest.raises(UserError, match="unknown vocoder"):
         engine.load(prefers_gl, "cpu", "wavenet")
+    # a model without a neural vocoder: auto falls back to Griffin-Lim, an explicit "neural" is refused
+    assert engine.load(tiny_checkpoint, "cpu", "auto") and engine.vocoder.kind == "griffin-lim"
+    with pytest.raises(UserError, match="has no neural vocoder"):
+        engine.load(tiny_checkpoint, "cpu", "neural")
+    assert engine.vocoder.kind == "griffin-lim"  # the failed switch left the loaded model as it was
