@@ -1,7 +1,12 @@
 """Batch export: outputs, manifest, resume, failed items, refusal of a mixed-up folder."""
 import csv
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -95,3 +100,49 @@ def test_cli_export(tiny_checkpoint, export_inputs, tmp_path, capsys):
                    "--checkpoint", str(tiny_checkpoint)])
     assert rc == 2
     assert "folder not found" in capsys.readouterr().err
+
+
+def test_export_killed_mid_run_resumes_without_losing_or_repeating_items(tiny_checkpoint, export_inputs, tmp_path,
+                                                                        capsys):
+    faces, _ = export_inputs
+    out = tmp_path / "killed"
+    args = ["export", "--faces", str(faces), "--latents", "60", "--out", str(out), "--checkpoint",
+            str(tiny_checkpoint), "--no-align", "--device", "cpu"]
+    proc = subprocess.Popen([sys.executable, "-m", "xfavot_studio.cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    manifest = out / "manifest.json"
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and proc.poll() is None:  # wait for a periodic manifest with work in it
+            if manifest.is_file() and sum(i["status"] == "done" for i in json.loads(manifest.read_text())["items"]) >= 3:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the export finished before it could be killed; give it more items"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+    items = json.loads(manifest.read_text())["items"]
+    done = [i for i in items if i["status"] == "done"]
+    assert 3 <= len(done) < len(items) == 120
+    for i in done:  # what the manifest calls done is on disk, whole
+        assert Image.open(out / i["output"]).size == (64, 64)
+    os.unlink(out / done[0]["output"])  # a finished output deleted by the user is redone
+
+    assert cli.main(args) == 0
+    text = capsys.readouterr().out
+    assert f"{len(done) - 1} were already done" in text and "120 of 120 items" in text
+    final = json.loads(manifest.read_text())["items"]
+    assert [i["id"] for i in final] == [i["id"] for i in items] and {i["status"] for i in final} == {"done"}
+    outputs = sorted(p.name for p in (out / "faces").glob("*.png"))
+    assert outputs == sorted(os.path.basename(i["output"]) for i in final)  # each once, none missing
+
+
+def test_an_unreadable_manifest_is_explained_not_overwritten(engine, export_inputs, tmp_path):
+    faces, voices = export_inputs
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text("{ half a manifest")
+    plan = ExportPlan(faces=[str(faces / "a.png")], latents=1)
+    expect_user_error(lambda: run_export(engine, plan, out), "manifest.json", "cannot be read", "empty output folder")
+    assert (out / "manifest.json").read_text() == "{ half a manifest"
