@@ -25,8 +25,8 @@ SAMPLES = RESOURCES / "samples"
 WAIT = 60_000
 
 
-def open_window(qtbot, checkpoint, home):
-    window = MainWindow(str(checkpoint), "cpu", worker=EngineWorker(Engine(batch_size=4, align_faces=False)))
+def open_window(qtbot, checkpoint, home, align_faces=False):
+    window = MainWindow(str(checkpoint), "cpu", worker=EngineWorker(Engine(batch_size=4, align_faces=align_faces)))
     qtbot.addWidget(window)
     window.confirm = lambda title, text: True  # closing at teardown must not wait on a dialog
     window.show()
@@ -367,6 +367,24 @@ def test_shortcut_ctrl_enter_converts_on_the_current_panel(qtbot, window, media)
     qtbot.keyClick(window, Qt.Key_Return, Qt.ControlModifier)
     wait_idle(qtbot, window)
     assert len(window.face.results.images) == 1
+
+
+def test_the_app_aligns_photos_with_the_landmark_model(qtbot, tiny_checkpoint, home, media, monkeypatch, tmp_path):
+    import face_alignment
+    from test_face import FakeLandmarks, face_landmarks
+
+    FakeLandmarks.made, FakeLandmarks.faces = [], [face_landmarks((150, 140), 60)]
+    monkeypatch.setattr(face_alignment, "FaceAlignment", FakeLandmarks)
+    photo = tmp_path / "photo.jpg"  # not model-sized, so it is aligned, as a user's photo would be
+    Image.new("RGB", (300, 300), (200, 180, 160)).save(photo)
+    window = open_window(qtbot, tiny_checkpoint, home, align_faces=True)
+    window.face.sources.add(str(photo))
+    window.face.ref_voice.load_file(str(media / "voice.wav"))
+    wait_idle(qtbot, window)
+    window.face.convert()
+    wait_idle(qtbot, window)
+    assert len(window.face.results.images) == 1 and not window.ctx.errors
+    assert FakeLandmarks.made == ["cpu"] and window.worker.engine.aligner._detector.calls == 1
 
 
 def test_settings_persist_between_sessions(qtbot, tiny_checkpoint, home):

@@ -122,3 +122,77 @@ def test_ffhq_crop_uses_the_landmarks():
     assert out.shape == (64, 64, 3)
     assert out[28:40, 30:34].mean() > 200  # the bar lands in the middle of the crop
     assert out[:, :8].mean() < 30
+
+
+def face_landmarks(centre, eye_distance, angle_deg=0.0) -> np.ndarray:
+    """68 points with the eyes and mouth corners that ffhq_crop reads, for a face at `centre`
+    turned by `angle_deg` (image coordinates, y down)."""
+    a = np.deg2rad(angle_deg)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    d = eye_distance
+    lm = np.zeros((68, 2))
+    lm[36:42] = (-d / 2, 0)       # left eye
+    lm[42:48] = (d / 2, 0)        # right eye
+    lm[48], lm[54] = (-d / 3, d), (d / 3, d)  # mouth corners
+    return lm @ rot.T + np.asarray(centre)
+
+
+class FakeLandmarks:
+    """Stands in for face_alignment.FaceAlignment: returns the given faces for every image."""
+
+    made = []
+
+    def __init__(self, landmarks_type, device="cpu", flip_input=False):
+        FakeLandmarks.made.append(device)
+        self.faces, self.calls = FakeLandmarks.faces, 0
+
+    def get_landmarks_from_image(self, image):
+        self.calls += 1
+        return [f.copy() for f in self.faces]
+
+
+def dot_centre(img: np.ndarray, colour) -> np.ndarray:
+    """Mean (x, y) of the pixels close to `colour`."""
+    ys, xs = np.nonzero(np.abs(img.astype(int) - colour).sum(-1) < 60)
+    assert len(xs), "the marker left the crop"
+    return np.array([xs.mean(), ys.mean()])
+
+
+@pytest.fixture()
+def fake_detector(monkeypatch):
+    import face_alignment
+
+    FakeLandmarks.made = []
+    monkeypatch.setattr(face_alignment, "FaceAlignment", FakeLandmarks)
+    return FakeLandmarks
+
+
+def test_alignment_picks_the_largest_face_and_turns_it_upright(fake_detector):
+    from PIL import ImageDraw
+
+    img = Image.new("RGB", (600, 400), (90, 90, 90))
+    draw = ImageDraw.Draw(img)
+    small, big = face_landmarks((100, 100), 30), face_landmarks((380, 220), 100, angle_deg=30)
+    for pts, (left, right) in ((small, ((0, 255, 0), (0, 255, 0))), (big, ((255, 0, 0), (0, 0, 255)))):
+        for centre, colour in ((pts[36], left), (pts[42], right)):
+            draw.ellipse([centre[0] - 6, centre[1] - 6, centre[0] + 6, centre[1] + 6], fill=colour)
+    fake_detector.faces = [small, big]
+    aligner = face.FaceAligner()
+    out = np.asarray(aligner.align(img, 128))
+    assert fake_detector.made == ["cpu"] and aligner._detector.calls == 1
+    red, blue = dot_centre(out, (255, 0, 0)), dot_centre(out, (0, 0, 255))
+    assert abs(red[1] - blue[1]) < 2.0           # the turned face comes out with level eyes
+    assert red[0] < 64 < blue[0]                 # left eye left of centre, right eye right of it
+    assert 20 < blue[0] - red[0] < 50            # FFHQ scale: eyes about a quarter of the crop apart
+    assert not (np.abs(out.astype(int) - (0, 255, 0)).sum(-1) < 60).any()  # the small face is not in it
+
+
+def test_the_engine_aligns_faces_with_the_landmark_model(fake_detector, tiny_checkpoint):
+    from core.engine import Engine
+
+    img = Image.new("RGB", (300, 300), (200, 180, 160))
+    fake_detector.faces = [face_landmarks((150, 140), 60)]
+    engine = Engine(batch_size=2, align_faces=True)
+    engine.load(tiny_checkpoint, "cpu")
+    out = engine.face_from_style(img, engine.sample_style("female", 0))
+    assert out.size == (64, 64) and engine.aligner._detector.calls == 1
