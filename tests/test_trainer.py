@@ -129,7 +129,7 @@ def test_sigkill_loses_at_most_one_interval_and_resumes(corpus, tmp_path):
 def test_sigterm_saves_and_exits_cleanly(corpus, tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen(python_training("--data", corpus, "--preset", "tiny", "--device", "cpu", "--out", run,
-                                            "--steps", "500", "--checkpoint-every", "1000"),
+                                            "--steps", "500", "--checkpoint-every", "1000", "--log-every", "1"),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     deadline = time.time() + 240
     while not (run / "log.jsonl").is_file() and time.time() < deadline:
