@@ -583,6 +583,48 @@ def test_drag_and_drop_of_faces_and_voices(qtbot, window, media):
     assert window.voice.ref_face.path == str(faces()[4])
 
 
+def test_bad_huge_and_short_files_dropped_on_every_slot(qtbot, window, media, tmp_path):
+    """Every face and voice slot of every tab: a damaged file and a too-short or silent voice get a
+    one-line message and leave the slot as it was; a huge photo and a long voice are taken."""
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    def drop(widget, path):
+        mime = QMimeData()
+        mime.setUrls([QUrl.fromLocalFile(str(path))])
+        widget.dropEvent(QDropEvent(QPointF(5, 5), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+        wait_idle(qtbot, window)
+
+    (tmp_path / "damaged.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    (tmp_path / "damaged.wav").write_bytes(b"RIFF\0\0\0\0WAVEfmt " + b"\0" * 20)
+    sf.write(tmp_path / "blip.wav", speech_like(0.1), SR)
+    sf.write(tmp_path / "silent.flac", np.zeros(2 * SR, np.float32), SR)
+    sf.write(tmp_path / "long.wav", speech_like(90.0), SR)
+    Image.new("RGB", (8000, 6000), (90, 140, 200)).save(tmp_path / "huge.png")
+
+    face_slots = [window.face.ref_face, window.voice.ref_face, window.live.reference.face, window.latent.source_face]
+    voice_slots = [window.face.ref_voice, window.voice.source, window.voice.ref_voice, window.live.reference.voice,
+                   window.latent.source_voice]
+    for slot in face_slots:
+        errors = len(window.ctx.errors)
+        drop(slot, tmp_path / "damaged.png")
+        assert len(window.ctx.errors) == errors + 1 and "damaged.png" in window.ctx.errors[-1], slot.title()
+        assert "Traceback" not in window.ctx.errors[-1] and not slot.path
+        drop(slot, tmp_path / "huge.png")
+        assert slot.path == str(tmp_path / "huge.png") and len(window.ctx.errors) == errors + 1, slot.title()
+    for slot in voice_slots:
+        for bad, words in (("damaged.wav", "damaged.wav"), ("blip.wav", "short"), ("silent.flac", "silent")):
+            errors = len(window.ctx.errors)
+            drop(slot, tmp_path / bad)
+            assert len(window.ctx.errors) == errors + 1, (slot.title(), bad)
+            assert words in window.ctx.errors[-1] and "\n" not in window.ctx.errors[-1], window.ctx.errors[-1]
+            assert slot.samples is None, (slot.title(), bad)
+        drop(slot, tmp_path / "long.wav")
+        assert slot.label == "long.wav" and len(slot.samples) == 90 * SR, slot.title()
+    drop(window.face.sources, tmp_path / "damaged.png")
+    assert window.face.sources.paths() == [] and "damaged.png" in window.ctx.errors[-1]
+
+
 def test_a_failed_switch_keeps_the_previous_model(qtbot, window, tmp_path):
     import torch
 
