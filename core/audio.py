@@ -153,8 +153,24 @@ def log_mel(wav: np.ndarray | torch.Tensor, frontend: str = "xfavot24k", precise
     dtype = torch.float64 if precise else torch.float32
     x = torch.as_tensor(wav).to(dtype)
     transform = _mel_transform(frontend, dtype).to(x.device)
-    mel = torch.log(1e-5 + transform(x))
+    frames = x.shape[-1] // HOP + 1
+    if frames <= MEL_CHUNK_FRAMES:
+        power = transform(x)
+    else:  # a long clip: its float64 STFT would take ~1.3 GB per 10 minutes, so take it in pieces
+        pieces = []
+        for rs, re_, ks, ke in chunk_spans(frames, MEL_CHUNK_FRAMES, MEL_CHUNK_CONTEXT):
+            end = x.shape[-1] if re_ == frames else (re_ - 1) * HOP + 1  # frames rs..re_-1, centred
+            pieces.append(transform(x[..., rs * HOP:end])[..., ks - rs:ke - rs])
+        power = torch.cat(pieces, dim=-1)
+    mel = torch.log(1e-5 + power)
     return ((mel - MEL_MEAN) / MEL_STD).float()
+
+
+# frames per piece of a long clip's mel, and the frames read either side of it: 4 hops (1200
+# samples) cover half an FFT window (1024), so the kept frames never see a piece's padded edge
+# and the pieces join into exactly the whole clip's mel
+MEL_CHUNK_FRAMES = 4000
+MEL_CHUNK_CONTEXT = 4
 
 
 def frames_to_samples(frames: int) -> int:

@@ -4,6 +4,7 @@ import librosa
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from core import audio
 from core.config import MEL_FRONTENDS
@@ -163,3 +164,15 @@ def test_pad_frames_wraps_to_minimum_and_multiple():
 
 def test_save_audio_rejects_unknown_extension(tmp_path):
     expect_user_error(lambda: audio.save_audio(tmp_path / "x.mp3", speech_like(1.0)), ".wav")
+
+
+@pytest.mark.parametrize("chunk", [50, 123])
+def test_a_long_clip_mel_in_pieces_is_exactly_the_whole_mel(monkeypatch, chunk):
+    x = np.concatenate([speech_like(3.1, seed=i) for i in range(3)])[:-137]  # not a whole number of hops
+    whole = audio.log_mel(x)
+    monkeypatch.setattr(audio, "MEL_CHUNK_FRAMES", chunk)
+    pieces = audio.log_mel(x)
+    assert pieces.shape == whole.shape == (80, x.size // audio.HOP + 1)
+    assert torch.equal(pieces, whole)
+    batch = np.stack([x, x[::-1].copy()])
+    assert torch.equal(audio.log_mel(batch)[1], audio.log_mel(batch[1]))

@@ -70,7 +70,11 @@ def test_style_interpolation_ends_at_its_endpoints(engine):
 
 def test_styles_of_references(engine, media):
     s = engine.style_of_face(media / "face.png")
-    assert s.vector.shape == (engine.cfg.style_dim,) and s.gender in ("female", "male") and s.source == "face"
+    assert s.vector.shape == (engine.cfg.style_dim,) and s.source == "face"
+    # the estimated gender picks the same head as asking for that gender, and the other head differs
+    np.testing.assert_allclose(engine.style_of_face(media / "face.png", s.gender).vector, s.vector, atol=1e-6)
+    other = "male" if s.gender == "female" else "female"
+    assert not np.allclose(engine.style_of_face(media / "face.png", other).vector, s.vector)
     v = engine.style_of_voice(media / "voice.wav", "male")
     assert v.gender == "male" and v.source == "voice"
     with pytest.raises(UserError, match="gender must be"):
@@ -115,11 +119,36 @@ def test_sources_over_the_limit_are_refused_not_cut(engine, monkeypatch, tmp_pat
     assert engine.voice_from_style(speech_like(2.5), style).shape == (int(2.5 * SR),)  # under it: converted whole
 
 
-def test_ten_minute_source_is_converted_without_running_out_of_memory(engine, tmp_path):
+PEAK_MEMORY_PROBE = """
+import resource, sys
+import numpy as np
+from core.engine import Engine
+engine = Engine(align_faces=False)
+engine.load(sys.argv[1], "cpu")
+engine.voice_from_voice(sys.argv[2], sys.argv[2])  # warm up on the short clip
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out = engine.voice_from_voice(sys.argv[3], sys.argv[2])
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(len(out), bool(np.isfinite(out).all()), (after - before) / 1024)
+"""
+
+
+@pytest.mark.slow
+def test_ten_minute_source_is_converted_in_bounded_memory(tiny_checkpoint, media, tmp_path):
+    import subprocess
+    import sys
+
     wav = np.tile(speech_like(2.0), 5 * 60 + 15)  # 10.5 minutes
     sf.write(tmp_path / "long.wav", wav, SR, subtype="PCM_16")
-    out = engine.voice_from_voice(tmp_path / "long.wav", speech_like(1.0))
-    assert out.shape == wav.shape and np.isfinite(out).all()
+    r = subprocess.run([sys.executable, "-c", PEAK_MEMORY_PROBE, str(tiny_checkpoint), str(media / "voice.wav"),
+                        str(tmp_path / "long.wav")], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    samples, finite, grew_mb = r.stdout.split()
+    assert int(samples) == wav.size and finite == "True"
+    # the clip is 60 MB as float32. Measured growth 832 MB: reading it (~230), the mel in pieces
+    # (~170; one float64 STFT of the whole clip made it 2139 MB), pyloudnorm's float64 filtering
+    # (~300); the model and vocoder run in chunks and add nothing that grows with the clip
+    assert float(grew_mb) < 1000, f"peak memory grew by {grew_mb} MB"
 
 
 def test_devices():
