@@ -1,17 +1,34 @@
-"""The `xfavot` command line, run as a user runs it (subprocess): outputs, exit codes, stderr."""
+"""The `xfavot` command line: outputs, exit codes, stderr. Most commands run in-process (cli.main
+with stdout/stderr captured; the same parser and handlers); the few whose point is the process
+around them (environment variables, logging set-up, the --debug traceback) run as a user runs
+them, in a subprocess."""
+import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import soundfile as sf
 from PIL import Image
 
+from xfavot_studio import cli
+
 
 def xfavot(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "xfavot_studio.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=300, env={**os.environ, **(env or {})})
+    """Run `xfavot ARGS`: in a subprocess when it needs its own environment, else in-process."""
+    if env is not None:
+        return subprocess.run([sys.executable, "-m", "xfavot_studio.cli", *map(str, args)], capture_output=True,
+                              text=True, timeout=300, env={**os.environ, **env})
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's own errors
+            code = exc.code if isinstance(exc.code, int) else 1
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def assert_one_line_error(result, *words):
@@ -89,7 +106,8 @@ def test_missing_default_model_is_a_clear_error(tmp_path, media):
 
 def test_debug_shows_the_traceback(tmp_path, media):
     r = xfavot("--debug", "face-from-voice", "--checkpoint", tmp_path / "none.safetensors",
-               "--source", media / "face.png", "--reference", media / "voice.wav", "--out", tmp_path / "o.png")
+               "--source", media / "face.png", "--reference", media / "voice.wav", "--out", tmp_path / "o.png",
+               env={})  # the traceback is the interpreter's, so a real process
     assert r.returncode != 0 and "Traceback" in r.stderr and "UserError" in r.stderr
 
 
