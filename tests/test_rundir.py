@@ -99,3 +99,16 @@ def test_describe_refuses_a_pickle_by_its_bytes(tmp_path):
     path = tmp_path / "model.safetensors"
     path.write_bytes(b"\x80\x04" + json.dumps({"a": 1}).encode())  # a pickle renamed to .safetensors
     expect_user_error(lambda: checkpoint.describe(path), "model.safetensors", "pickle", "arbitrary code")
+
+
+def test_the_curve_point_best_on_most_headlines_is_chosen():
+    from training.curve import choose
+
+    points = [
+        {"step": 600, "voice->face accuracy / ceiling": 0.5, "self-restyle MAE": 0.12, "face->voice F0 rel. error": 0.5},
+        {"step": 1200, "voice->face accuracy / ceiling": 0.4, "self-restyle MAE": 0.10, "face->voice F0 rel. error": 0.3},
+        {"step": 1800, "voice->face accuracy / ceiling": 0.4, "self-restyle MAE": 0.11, "face->voice F0 rel. error": 0.3},
+    ]
+    assert choose(points)["step"] == 1200  # best MAE and (tied) F0 error: two wins, 1800 one, 600 one
+    assert choose(points[:1] + points[2:])["step"] == 1800  # two wins (MAE, F0) against one
+    assert choose([points[0], {**points[0], "step": 900}])["step"] == 900  # a tie goes to the later step

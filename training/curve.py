@@ -4,7 +4,8 @@ hours of training (on the machine that trained it; evaluation time not counted).
     xfavot train ... --eval-every 1000 --eval-corpus CORPUS [--eval-split test] [--eval-vocoder VOC]
 
 writes RUN_DIR/curve/step-NNNNNN/ (the full report), RUN_DIR/curve/curve.jsonl (one line of
-headline numbers per point) and RUN_DIR/curve.png.
+headline numbers per point) and RUN_DIR/curve.png. `python -m training.curve choose RUN_DIR` prints
+the checkpoint to ship (see `choose`).
 """
 from __future__ import annotations
 
@@ -80,3 +81,29 @@ def plot(points: list[dict], out: Path, title: str = "") -> Path:
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
+
+
+def choose(points: list[dict]) -> dict:
+    """The point that is best (among the points) on the most headline numbers; ties go to the later
+    step. Decided on the validation speakers; the report of the chosen one is then run on the test
+    speakers."""
+    wins = {p["step"]: 0 for p in points}
+    for label, (_, _, higher) in HEADLINES.items():
+        scored = [p for p in points if p.get(label) is not None]
+        if scored:
+            best = (max if higher else min)(p[label] for p in scored)
+            for p in scored:
+                wins[p["step"]] += p[label] == best
+    return max(points, key=lambda p: (wins[p["step"]], p["step"]))
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "choose":
+        sys.exit("usage: python -m training.curve choose RUN_DIR")
+    run = Path(sys.argv[2])
+    kept = [p for p in read_points(run / "curve" / "curve.jsonl") if (run / f"step-{p['step']:06d}.safetensors").is_file()]
+    if not kept:
+        sys.exit(f"{run} has no learning-curve checkpoints (train with --eval-every)")
+    print(run / f"step-{choose(kept)['step']:06d}.safetensors")
