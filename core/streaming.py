@@ -33,6 +33,17 @@ from . import audio
 FRAME_GRID = 4 * audio.HOP  # G_A halves time twice: windows slide by multiples of 4 frames (50 ms)
 
 
+# Torch's OpenMP threads are per calling thread. A live worker thread running two of them next to
+# the process's other torch threads measured 105 ms per 100 ms block (p50; 128 p95) on the 2-core
+# build machine, the same work on one thread 69 ms (88 p95): on few cores one thread keeps up.
+LIVE_WORKER_THREADS = 1
+
+
+def prepare_worker_thread(threads: int = LIVE_WORKER_THREADS) -> None:
+    """Call at the start of the thread that runs StreamingConverter.process (per-thread setting)."""
+    torch.set_num_threads(threads)
+
+
 @dataclass
 class StreamTimings:
     block_ms: float       # a block is converted once all of it has arrived

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core import audio
-from core.streaming import StreamingConverter
+from core.streaming import StreamingConverter, prepare_worker_thread
 
 
 class RingBuffer:
@@ -158,6 +158,7 @@ class LiveSession:
     # -- the worker ---------------------------------------------------------------------------
     def _work(self) -> None:
         block = np.zeros(self.block_device, np.float32)
+        prepare_worker_thread()
         try:
             while not self._stop.is_set():
                 if self.inbox.size < self.block_device:
