@@ -167,3 +167,15 @@ def test_engine_vocoder_choice(tmp_path, tiny_checkpoint):
     with pytest.raises(UserError, match="has no neural vocoder"):
         engine.load(tiny_checkpoint, "cpu", "neural")
     assert engine.vocoder.kind == "griffin-lim"  # the failed switch left the loaded model as it was
+
+
+def test_auto_vocoder_follows_resynthesis_unless_the_neural_one_rings_on_real_conversions():
+    from training.vocoder import pick_vocoder
+
+    neural_wins = {"preferred": "neural"}
+    assert pick_vocoder(neural_wins) == "neural"
+    assert pick_vocoder(neural_wins, {"neural": {"frame_rate_buzz": 0.10}, "griffin-lim": {"frame_rate_buzz": 0.05}}) == "neural"
+    assert pick_vocoder(neural_wins, {"neural": {"frame_rate_buzz": 0.85}, "griffin-lim": {"frame_rate_buzz": 0.08}}) \
+        == "griffin-lim"
+    assert pick_vocoder({"preferred": "griffin-lim"}, {"neural": {"frame_rate_buzz": 0.0},
+                                                      "griffin-lim": {"frame_rate_buzz": 0.0}}) == "griffin-lim"

@@ -245,6 +245,18 @@ def evaluate_vocoder(path: str | Path, data: Dataset, clips: int = 8, split: str
             "by_vocoder": result, "preferred": preferred}
 
 
+def pick_vocoder(synthetic: dict, real_conversions: dict | None = None, margin: float = 0.1) -> str:
+    """What `--vocoder auto` should use: `evaluate_vocoder`'s preference on held-out synthetic
+    resynthesis, unless the neural vocoder rings at the frame rate on converted real voices
+    (training.evaluate.vocoders_on_real_conversions) more often than Griffin-Lim by `margin`."""
+    preferred = synthetic["preferred"]
+    if real_conversions and preferred == "neural":
+        buzz = {k: v["frame_rate_buzz"] for k, v in real_conversions.items()}
+        if buzz["neural"] > buzz["griffin-lim"] + margin:
+            return "griffin-lim"
+    return preferred
+
+
 def attach_vocoder(model_path: str | Path, vocoder_path: str | Path, out: str | Path) -> None:
     """Embed a vocoder file in a model checkpoint (tensors under `vocoder.`, its config in meta)."""
     tensors, header = checkpoint.load_tensors(model_path)

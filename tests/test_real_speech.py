@@ -1,0 +1,82 @@
+"""Real speech from Debian packages (training/data/real_speech.py) on fake package trees: speakers
+from credits and file names, genders from credits or F0, joined short items, held-out test
+speakers, resume; and the evaluation's real-voice checks on it."""
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import speech_like
+
+from core import audio
+from training.data import real_speech
+from training.data.datasets import load_real_speech
+from training.data.real_speech import Source, prepare_real_speech
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory):
+    """Two fake packages: one credited female speaker with whole prompts at 16 kHz, and a game whose
+    file names say who speaks (one low, one high voice, no credits) in short items to be joined."""
+    root = tmp_path_factory.mktemp("usr-share")
+    prompts = root / "prompts" / "en"
+    prompts.mkdir(parents=True)
+    for k in range(4):
+        sf.write(prompts / f"p{k}.wav", np.pad(0.3 * speech_like(1.2, f0=210, rate=16000, seed=k), 4000), 16000)
+    game = root / "game"
+    game.mkdir()
+    for who, f0 in (("lo", 110), ("hi", 240)):
+        for k in range(24):
+            sf.write(game / f"lvl{k % 3}-{who}-{k}.ogg", 0.2 * speech_like(0.4, f0=f0, seed=k), audio.SAMPLE_RATE)
+    return [Source("fake-prompts", "fake-prompts-pkg", "CC-BY-3.0", "en", "A. Speaker", f"{prompts}/**/*.wav",
+                   speaker="alice", genders={"alice": "female"}),
+            Source("fake-game", "fake-game-pkg", "GPL-2", "cs", "a game cast", f"{game}/*.ogg",
+                   speaker_regex=r"^[a-z0-9]+-([a-z]+)-", join=True)]
+
+
+@pytest.fixture(scope="module")
+def real_dir(packages, tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setattr(real_speech, "SOURCES", tuple(packages))
+    out = tmp_path_factory.mktemp("real")
+    prepare_real_speech(out, test_speakers=("fake-game-lo",), progress=False)
+    yield out
+    mp.undo()
+
+
+def test_speakers_genders_splits_and_utterances(real_dir):
+    manifest = json.loads((real_dir / "manifest.json").read_text())
+    speakers = {s["speaker"]: s for s in manifest["speakers"]}
+    assert set(speakers) == {"fake-prompts", "fake-game-lo", "fake-game-hi"}
+    assert speakers["fake-prompts"]["gender"] == "female" and speakers["fake-prompts"]["gender_from"] == "credits"
+    assert speakers["fake-game-lo"]["gender"] == "male" and speakers["fake-game-lo"]["gender_from"].startswith("F0")
+    assert speakers["fake-game-hi"]["gender"] == "female"
+    assert [s["split"] for s in manifest["speakers"] if s["split"] == "test"] == ["test"]
+    assert speakers["fake-game-lo"]["split"] == "test" and speakers["fake-prompts"]["licence"] == "CC-BY-3.0"
+    by_speaker = {}
+    for u in manifest["utterances"]:
+        by_speaker.setdefault(u["speaker"], []).append(u["seconds"])
+        wav, rate = sf.read(real_dir / u["path"])
+        assert rate == audio.SAMPLE_RATE and abs(wav.size / rate - u["seconds"]) < 1e-3
+    assert len(by_speaker["fake-prompts"]) == 4  # whole prompts; 0.25 s of silence each side trimmed to 0.05 s
+    assert all(1.2 <= s <= 1.2 + 2 * 0.05 + 0.02 for s in by_speaker["fake-prompts"]), by_speaker["fake-prompts"]
+    # 24 items of 0.4 s joined with 0.15 s pauses into 3-6 s utterances
+    assert all(3.0 <= s <= 6.0 for s in by_speaker["fake-game-hi"]) and len(by_speaker["fake-game-hi"]) == 4
+    data = load_real_speech(real_dir)
+    assert {s.id: s.split for s in data.speakers}["fake-game-lo"] == "test" and not data.skipped
+
+
+def test_resume_reuses_finished_speakers(real_dir, packages, monkeypatch):
+    before = (real_dir / "manifest.json").read_text()
+    monkeypatch.setattr(real_speech, "SOURCES", tuple(packages))
+    monkeypatch.setattr(real_speech, "read_any", lambda path: pytest.fail("a finished speaker was read again"))
+    prepare_real_speech(real_dir, test_speakers=("fake-game-lo",), progress=False)
+    after = json.loads((real_dir / "manifest.json").read_text())
+    assert after["speakers"] == json.loads(before)["speakers"]
+
+
+def test_nothing_installed_is_a_clear_error(tmp_path, monkeypatch):
+    from conftest import expect_user_error
+
+    monkeypatch.setattr(real_speech, "SOURCES", (Source("x", "x-pkg", "GPL", "en", "", f"{tmp_path}/none/*.wav"),))
+    expect_user_error(lambda: prepare_real_speech(tmp_path / "out", progress=False), "no real speech", "--list")
