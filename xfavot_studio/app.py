@@ -104,6 +104,7 @@ def take_screenshots(window, out_dir: Path) -> list[Path]:
         panel.start()
         wait_until(lambda: panel.run is not None and not panel.running, timeout_ms=600_000)
         wait_until(idle)
+        _start_live_on_a_file(window, voices[0], faces[6], idle)
     saved = []
     for i, panel in enumerate(window.panels):
         window.tabs.setCurrentWidget(panel)
@@ -112,7 +113,25 @@ def take_screenshots(window, out_dir: Path) -> list[Path]:
         path = out_dir / f"{i + 1}-{panel.title.lower().replace(' ', '-')}.png"
         window.grab().save(str(path))
         saved.append(path)
+    window.live.stop()
     return saved
+
+
+def _start_live_on_a_file(window, voice: Path, avatar: Path, idle) -> None:
+    """The Live tab running on a bundled voice played as if from a microphone (a file-fed stream
+    stands in for the sound card), so its avatar, meters and latency readout show real values."""
+    from core.audio import load_audio
+
+    from .live import FileStream
+
+    samples = load_audio(voice)
+    window.live.stream_factory = lambda inp, out, rate, block, callback, finished: FileStream(
+        samples, rate, block, callback, finished)
+    window.live.reference.setCurrentWidget(window.live.reference.face)
+    window.live.reference.face.set_path(str(avatar))
+    window.live.start_button.setChecked(True)
+    wait_until(lambda: window.live.session is not None and window.live.session.stats.blocks >= 15, timeout_ms=60_000)
+    window.live._refresh()
 
 
 def main(argv: list[str] | None = None) -> int:
