@@ -28,7 +28,7 @@ def test_the_default_model_is_shipped_within_budget():
     tensors, header = checkpoint.load_tensors(DEFAULT_CHECKPOINT)
     floats = {t.dtype for t in tensors.values() if t.is_floating_point()}
     assert floats == {torch.float16}
-    assert header["config"]["preset"] == "small"
+    assert header["config"]["preset"] == "cpu"
     assert header["meta"]["steps"] > 0 and header["meta"].get("vocoder")
     assert any(k.startswith("vocoder.") for k in tensors) and any(k.startswith("jdc.") for k in tensors)
 
@@ -76,5 +76,5 @@ def test_the_cli_uses_the_default_offline(tmp_path):
 def test_the_model_library_names_its_vocoder():
     from core.checkpoint import describe, vocoder_label
 
-    assert describe(DEFAULT_CHECKPOINT, builtin=True).vocoder == "HiFiGAN, 2000 steps (auto: Griffin-Lim)"
+    assert describe(DEFAULT_CHECKPOINT, builtin=True).vocoder == "Vocos, 6000 steps (auto: Griffin-Lim)"
     assert vocoder_label({"name": "untrained"}) == "Griffin-Lim"
