@@ -104,10 +104,11 @@ def test_cli_export(tiny_checkpoint, export_inputs, tmp_path, capsys):
 
 def test_export_killed_mid_run_resumes_without_losing_or_repeating_items(tiny_checkpoint, export_inputs, tmp_path,
                                                                         capsys):
-    faces, _ = export_inputs
+    faces, voices = export_inputs
     out = tmp_path / "killed"
-    args = ["export", "--faces", str(faces), "--latents", "60", "--out", str(out), "--checkpoint",
-            str(tiny_checkpoint), "--no-align", "--device", "cpu"]
+    # 2 faces and 2 voices against 100 latent styles: 400 items, several seconds even on a fast machine
+    args = ["export", "--faces", str(faces), "--voices", str(voices), "--latents", "100", "--out", str(out),
+            "--checkpoint", str(tiny_checkpoint), "--no-align", "--device", "cpu"]
     proc = subprocess.Popen([sys.executable, "-m", "xfavot_studio.cli", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     manifest = out / "manifest.json"
@@ -124,18 +125,21 @@ def test_export_killed_mid_run_resumes_without_losing_or_repeating_items(tiny_ch
         proc.kill()
     items = json.loads(manifest.read_text())["items"]
     done = [i for i in items if i["status"] == "done"]
-    assert 3 <= len(done) < len(items) == 120
+    assert 3 <= len(done) < len(items) == 400
     for i in done:  # what the manifest calls done is on disk, whole
-        assert Image.open(out / i["output"]).size == (64, 64)
+        if i["output_kind"] == "face":
+            assert Image.open(out / i["output"]).size == (64, 64)
+        else:
+            assert sf.info(out / i["output"]).frames > 0
     os.unlink(out / done[0]["output"])  # a finished output deleted by the user is redone
 
     assert cli.main(args) == 0
     text = capsys.readouterr().out
-    assert f"{len(done) - 1} were already done" in text and "120 of 120 items" in text
+    assert f"{len(done) - 1} were already done" in text and "400 of 400 items" in text
     final = json.loads(manifest.read_text())["items"]
     assert [i["id"] for i in final] == [i["id"] for i in items] and {i["status"] for i in final} == {"done"}
-    outputs = sorted(p.name for p in (out / "faces").glob("*.png"))
-    assert outputs == sorted(os.path.basename(i["output"]) for i in final)  # each once, none missing
+    outputs = sorted(str(p.relative_to(out)) for p in out.glob("*/*") if not p.name.startswith("."))
+    assert outputs == sorted(i["output"] for i in final)  # each once, none missing
 
 
 def test_an_unreadable_manifest_is_explained_not_overwritten(engine, export_inputs, tmp_path):
