@@ -77,7 +77,11 @@ def test_eval_report(eval_corpus, tiny_checkpoint, tmp_path, capsys):
     v2f = report["voice_to_face"]
     assert v2f["ceiling_real_renders"]["mean"] == 1.0  # the oracle reads real renders perfectly
     for key in ("generated", "floor_source_unchanged", "floor_random_reference"):
-        assert 0.0 <= v2f[key]["mean"] <= 1.0
+        row = v2f[key]
+        attrs = [row[a] for a in ("gender", "age", "build", "energy")]
+        assert row["mean"] == pytest.approx(np.mean(attrs))  # the mean is of the four attributes
+        n = report["held_out_speakers"] * 4  # faces scored per row: each attribute a share of them
+        assert all(abs(a * n - round(a * n)) < 1e-6 for a in attrs), (key, attrs)
     assert set(report["retrieval"]) == {"3_speakers", f"{report['held_out_speakers']}_speakers"}
     assert report["retrieval"]["3_speakers"]["chance_top1"] == pytest.approx(1 / 3)
     f2v = report["face_to_voice"]
