@@ -1,6 +1,6 @@
 """Print the inference benchmark tables:
 
-    python benchmarks/bench_inference.py [--checkpoints CKPT ...] [--presets small paper] [--no-reference]
+    python benchmarks/bench_inference.py [--checkpoints CKPT ...] [--presets cpu small paper] [--no-reference]
 
 Rows per model (the embedded default when installed, plus untrained presets): latency per task at
 batch 1 and 16, voice real-time factor with the model's vocoder, load time, peak memory. Then the
@@ -15,7 +15,7 @@ from core.engine import DEFAULT_CHECKPOINT
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--checkpoints", nargs="*", default=[str(DEFAULT_CHECKPOINT)] if DEFAULT_CHECKPOINT.is_file() else [])
-parser.add_argument("--presets", nargs="*", default=["small", "paper"])
+parser.add_argument("--presets", nargs="*", default=["cpu", "small", "paper"])
 parser.add_argument("--no-reference", action="store_true", help="skip the reference-architecture table")
 parser.add_argument("--devices", nargs="+", default=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
 parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 16])
