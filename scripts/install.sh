@@ -35,7 +35,7 @@ fi
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 PIP=".venv/bin/python -m pip"
-$PIP install -q --upgrade pip setuptools wheel
+$PIP install -q --upgrade pip "setuptools<82" wheel  # torch 2.11 requires setuptools<82
 # parallel-wavegan 0.6.1's setup.py imports pip, so it must build without isolation.
 $PIP install -q --no-build-isolation "parallel-wavegan==0.6.1"
 $PIP install -q -e ".[test,eval]"
