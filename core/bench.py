@@ -85,7 +85,7 @@ def bench_checkpoint(path: str | Path, device: str, batch_sizes: list[int], repe
     untrained preset rows use Griffin-Lim, so the two voice RTFs sit side by side)."""
     engine = Engine(batch_size=max(batch_sizes), align_faces=False)
     start = time.perf_counter()
-    has_neural = checkpoint.describe(path).vocoder != "Griffin-Lim"
+    has_neural = checkpoint.has_neural_vocoder(checkpoint.describe(path).meta)
     engine.load(path, device, vocoder="neural" if has_neural else "griffin-lim")
     load_s = time.perf_counter() - start
     label = "default" if Path(path).resolve() == DEFAULT_CHECKPOINT.resolve() else Path(path).stem[:7]

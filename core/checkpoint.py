@@ -203,11 +203,17 @@ class ModelRecord:
                 ("modules", ", ".join(self.modules)), ("created", self.created)]
 
 
+def has_neural_vocoder(meta: dict) -> bool:
+    """The model card names a neural vocoder (embedded, or a file beside the checkpoint)."""
+    voc = meta.get("vocoder")
+    return isinstance(voc, dict) and bool(voc.get("generator_type") or voc.get("path"))
+
+
 def vocoder_label(meta: dict) -> str:
     """"Vocos, 6000 steps (auto: Griffin-Lim)" for a model with a neural vocoder, else "Griffin-Lim"."""
-    voc = meta.get("vocoder")
-    if not isinstance(voc, dict) or not (voc.get("generator_type") or voc.get("path")):
+    if not has_neural_vocoder(meta):
         return "Griffin-Lim"
+    voc = meta["vocoder"]
     label = (voc.get("generator_type") or "neural").removesuffix("Generator")
     if voc.get("steps"):
         label += f", {voc['steps']} steps"

@@ -73,6 +73,16 @@ class EventLoopProbe:
         assert self.max_gap < max_gap, f"the GUI thread stalled for {self.max_gap:.3f} s (at s, gap: {where})"
 
 
+def drop_file(widget, path) -> None:
+    """A file dropped from a file manager onto the widget."""
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    widget.dropEvent(QDropEvent(QPointF(5, 5), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+
+
 def faces():
     return sorted((SAMPLES / "faces").glob("*.png"))
 
@@ -563,36 +573,22 @@ def test_a_stopped_run_resumes_to_the_end(qtbot, window, avatar_folder, home):
 
 
 def test_drag_and_drop_of_faces_and_voices(qtbot, window, media):
-    from PySide6.QtCore import QMimeData, QPointF, QUrl
-    from PySide6.QtGui import QDropEvent
-
-    def drop(widget, path):
-        mime = QMimeData()
-        mime.setUrls([QUrl.fromLocalFile(str(path))])
-        event = QDropEvent(QPointF(5, 5), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
-        widget.dropEvent(event)
-
-    drop(window.face.sources, faces()[3])
+    drop_file(window.face.sources, faces()[3])
     assert window.face.sources.paths() == [str(faces()[3])]
-    drop(window.voice.ref_face, faces()[4])
+    drop_file(window.voice.ref_face, faces()[4])
     assert window.voice.ref_face.path == str(faces()[4])
-    drop(window.voice.source, media / "voice2.wav")
+    drop_file(window.voice.source, media / "voice2.wav")
     wait_idle(qtbot, window)
     assert window.voice.source.label == "voice2.wav"
-    drop(window.voice.ref_face, media / "voice2.wav")  # a sound dropped on a face slot is ignored
+    drop_file(window.voice.ref_face, media / "voice2.wav")  # a sound dropped on a face slot is ignored
     assert window.voice.ref_face.path == str(faces()[4])
 
 
 def test_bad_huge_and_short_files_dropped_on_every_slot(qtbot, window, media, tmp_path):
     """Every face and voice slot of every tab: a damaged file and a too-short or silent voice get a
     one-line message and leave the slot as it was; a huge photo and a long voice are taken."""
-    from PySide6.QtCore import QMimeData, QPointF, QUrl
-    from PySide6.QtGui import QDropEvent
-
     def drop(widget, path):
-        mime = QMimeData()
-        mime.setUrls([QUrl.fromLocalFile(str(path))])
-        widget.dropEvent(QDropEvent(QPointF(5, 5), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+        drop_file(widget, path)
         wait_idle(qtbot, window)
 
     (tmp_path / "damaged.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)

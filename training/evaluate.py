@@ -356,22 +356,24 @@ def vocoders_on_real_conversions(checkpoint: str | Path, real_dir: str | Path, c
     picked = [real[i] for i in rng.choice(len(real), min(speakers, len(real)), replace=False)]
     held = [s for s in load_synthetic(corpus).speakers if s.split == "val" and s.faces]
     avatars = {g: [s for s in held if s.gender == g][:3] for g in ("female", "male")}
+    sources = []  # (speaker index, gender, waveform, its F0), read once for both vocoders
+    for k, s in enumerate(picked):
+        for path in s.voices[:clips]:
+            wav = audio.load_audio(path)
+            sources.append((k, s.gender, wav, mean_f0(wav)))
     out = {}
     for choice in ("neural", "griffin-lim"):
         engine = Engine(align_faces=False)
         engine.load(checkpoint, "cpu", choice)
         buzz, toward = [], []
-        for k, s in enumerate(picked):
-            for path in s.voices[:clips]:
-                wav = audio.load_audio(path)
-                f0_source = mean_f0(wav)
-                for target in ("female", "male"):
-                    group = avatars[target]
-                    made = engine.voice_from_face(wav, Image.open(group[k % len(group)].faces[0]))
-                    f0 = mean_f0(made)
-                    buzz.append(bool(abs(f0 - FRAME_BUZZ_HZ) < 3))
-                    if target != s.gender and f0 > 0 and f0_source > 0:
-                        toward.append(bool((f0 > f0_source) == (target == "female")))
+        for k, gender, wav, f0_source in sources:
+            for target in ("female", "male"):
+                group = avatars[target]
+                made = engine.voice_from_face(wav, Image.open(group[k % len(group)].faces[0]))
+                f0 = mean_f0(made)
+                buzz.append(bool(abs(f0 - FRAME_BUZZ_HZ) < 3))
+                if target != gender and f0 > 0 and f0_source > 0:
+                    toward.append(bool((f0 > f0_source) == (target == "female")))
         out[choice] = {"frame_rate_buzz": float(np.mean(buzz)), "f0_toward_avatar": float(np.mean(toward)),
                        "outputs": len(buzz)}
     return out

@@ -104,7 +104,7 @@ def take_screenshots(window, out_dir: Path) -> list[Path]:
         panel.start()
         wait_until(lambda: panel.run is not None and not panel.running, timeout_ms=600_000)
         wait_until(idle)
-        _start_live_on_a_file(window, voices[0], faces[6], idle)
+        _start_live_on_a_file(window, voices[0], faces[6])
     saved = []
     for i, panel in enumerate(window.panels):
         window.tabs.setCurrentWidget(panel)
@@ -117,7 +117,7 @@ def take_screenshots(window, out_dir: Path) -> list[Path]:
     return saved
 
 
-def _start_live_on_a_file(window, voice: Path, avatar: Path, idle) -> None:
+def _start_live_on_a_file(window, voice: Path, avatar: Path) -> None:
     """The Live tab running on a bundled voice played as if from a microphone (a file-fed stream
     stands in for the sound card), so its avatar, meters and latency readout show real values."""
     from core.audio import load_audio
