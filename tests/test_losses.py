@@ -95,3 +95,15 @@ def test_ema_decay_warms_up_to_the_configured_beta():
     assert ema_decay(90, 0.999) == pytest.approx(0.91)
     assert ema_decay(100_000, 0.999) == 0.999
     assert all(ema_decay(t, 0.999) <= ema_decay(t + 1, 0.999) for t in range(2000))
+
+
+def test_warmups_anneal_to_their_floor_and_keep_pair_targets_coming():
+    from training.config import train_preset
+    from training.objective import ramp_down
+    from training.trainer import pair_target_steps
+
+    assert [ramp_down(s, 2.0, 100) for s in (0, 50, 100, 500)] == [2.0, 1.0, 0.0, 0.0]
+    assert [ramp_down(s, 2.0, 100, floor=0.25) for s in (0, 50, 100, 500)] == [2.0, 1.0, 0.5, 0.5]
+    assert ramp_down(0, 2.0, 0, floor=0.25) == 0.5
+    assert pair_target_steps(train_preset("cpu", steps=1000, warmup_fraction=0.5)) == 500
+    assert pair_target_steps(train_preset("cpu", steps=1000, warmup_fraction=0.5, pair_floor=0.25)) == 1000

@@ -1,4 +1,5 @@
 """The trainer: a short run end to end, exact resume, Table 1 switching, SIGKILL recovery, DDP."""
+import argparse
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from core.errors import UserError
 from training.config import train_preset
 from training.data import synth
 from training.data.datasets import load_synthetic
@@ -243,3 +245,25 @@ def test_finetune_cli_rejects_a_one_gender_set(corpus, tmp_path):
                         "--from", str(base_run / "step-000001.safetensors"), "--steps", "2", "--out", str(tmp_path / "ft"),
                         "--device", "cpu"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "only female" in r.stderr
+
+
+def test_init_starts_a_new_run_from_another_runs_weights(corpus, tmp_path):
+    from core import checkpoint
+    from training.cli import add_train_arguments, run_train
+
+    Trainer(load_synthetic(corpus), tmp_path / "base", tiny(1)).run(progress=False)
+    base = tmp_path / "base" / "step-000001.safetensors"
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    common = ["--data", str(corpus), "--preset", "tiny", "--steps", "1", "--checkpoint-every", "1", "--sample-every", "100"]
+    run_train(parser.parse_args(common + ["--out", str(tmp_path / "warm"), "--init", str(base)]))
+    run_train(parser.parse_args(common + ["--out", str(tmp_path / "cold"), "--seed", "1"]))
+    before, _ = checkpoint.load_tensors(base)
+
+    def distance(run):
+        after, _ = checkpoint.load_tensors(tmp_path / run / "step-000001.safetensors")
+        return sum(float((after[k] - before[k]).abs().sum()) for k in before if k.startswith("generator_image."))
+
+    assert distance("warm") < 0.1 * distance("cold")  # one step away from the base, not a fresh start
+    with pytest.raises(UserError, match="--init or --aux"):
+        run_train(parser.parse_args(common + ["--out", str(tmp_path / "both"), "--init", str(base), "--aux", str(base)]))

@@ -33,6 +33,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     _common_arguments(p, "RUN_DIR")
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR up to --steps")
     p.add_argument("--aux", help="checkpoint whose trained JDC and content network to use")
+    p.add_argument("--init", metavar="CKPT", help="start from every weight of CKPT that fits this model (e.g. an earlier "
+                   "run's checkpoint); the schedules start from step 0")
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--sample-every", type=int)
     p.add_argument("--log-every", type=int)
@@ -181,7 +183,9 @@ def run_train(args) -> dict:
                                            eval_split=args.eval_split, eval_vocoder=args.eval_vocoder).items() if v}
         overrides.update(parse_settings(args.set))
         cfg = train_preset(args.preset, steps=args.steps, seed=args.seed, compile=args.compile, **overrides)
-        trainer = Trainer(data, args.out, cfg, init_from=args.aux, **common)
+        if args.init and args.aux:
+            raise UserError("--init already brings the JDC and content networks: give --init or --aux, not both")
+        trainer = Trainer(data, args.out, cfg, init_from=args.init or args.aux, **common)
     if rank == 0:
         print(trainer.train_data.summary())
     result = trainer.run()

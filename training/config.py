@@ -60,6 +60,8 @@ class TrainConfig:
     warmup_fraction: float = 0.0   # > 0: rec/pair warm-ups last this share of the run, the GAN ramps in over half of it
     gan_rampup: int = 0             # steps over which the image adversarial and diversity terms ramp in from 0
     lambda_f0_register: float = 0.0  # converted mean log-F0 vs the reference's, annealed over pair_warmup
+    pair_floor: float = 0.0         # share of lambda_pair kept after its warm-up (0: the paper's objective)
+    f0_register_floor: float = 0.0  # share of lambda_f0_register kept after the warm-up
     mic_augment: float = 0.0        # share of reference voice crops through training/data/augment.py
     # learning curve (training/curve.py): `xfavot eval` on a checkpoint every eval_every steps
     eval_every: int = 0

@@ -38,11 +38,11 @@ from .diffaugment import IMAGE_POLICY, MEL_POLICY, diff_augment
 # schedules and helpers
 
 
-def ramp_down(step: int, start_value: float, steps: int) -> float:
-    """Linear decay from start_value to 0 over `steps` steps (0 steps: always 0)."""
+def ramp_down(step: int, start_value: float, steps: int, floor: float = 0.0) -> float:
+    """Linear decay from start_value to floor * start_value over `steps` steps (0 steps: the floor)."""
     if steps <= 0:
-        return 0.0
-    return start_value * max(0.0, 1.0 - step / steps)
+        return start_value * floor
+    return start_value * max(floor, 1.0 - step / steps)
 
 
 def ramp_up(step: int, steps: int) -> float:
@@ -195,7 +195,7 @@ def _g_image(nets, cfg, plan, b, step, augment):
         rec = L.cycle_consistency(G(x, s_org), x)
         loss = loss + lam_rec * rec
         logs["G/img_rec"] = rec
-    lam_pair = ramp_down(step, cfg.lambda_pair, cfg.pair_warmup)
+    lam_pair = ramp_down(step, cfg.lambda_pair, cfg.pair_warmup, cfg.pair_floor)
     if lam_pair > 0 and "pair_img" in b and b["pair_mask"].any():
         rows = b["pair_mask"]
         pair = (fake[rows] - b["pair_img"][rows]).abs().mean()
@@ -236,7 +236,7 @@ def _g_audio(nets, cfg, plan, b, step, augment):
         rec = L.cycle_consistency(G(x, s_org, f0_feat), x)
         loss = loss + lam_rec * rec
         logs["G/aud_rec"] = rec
-    lam_reg = ramp_down(step, cfg.lambda_f0_register, cfg.pair_warmup)
+    lam_reg = ramp_down(step, cfg.lambda_f0_register, cfg.pair_warmup, cfg.f0_register_floor)
     if lam_reg > 0 and plan.audio_reference != "latent" and "ref_mel" in b:
         with torch.no_grad():
             f0_ref, voicing_ref, _ = nets["jdc"](b["ref_mel"])
