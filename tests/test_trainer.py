@@ -247,7 +247,7 @@ def test_finetune_cli_rejects_a_one_gender_set(corpus, tmp_path):
     assert r.returncode == 2 and "only female" in r.stderr
 
 
-def test_init_starts_a_new_run_from_another_runs_weights(corpus, tmp_path):
+def test_init_starts_a_new_run_from_another_runs_weights_and_model_set_changes_the_architecture(corpus, tmp_path):
     from core import checkpoint
     from training.cli import add_train_arguments, run_train
 
@@ -256,14 +256,18 @@ def test_init_starts_a_new_run_from_another_runs_weights(corpus, tmp_path):
     parser = argparse.ArgumentParser()
     add_train_arguments(parser)
     common = ["--data", str(corpus), "--preset", "tiny", "--steps", "1", "--checkpoint-every", "1", "--sample-every", "100"]
-    run_train(parser.parse_args(common + ["--out", str(tmp_path / "warm"), "--init", str(base)]))
+    run_train(parser.parse_args(common + ["--out", str(tmp_path / "warm"), "--init", str(base),
+                                          "--model-set", "img_rgb_norm=false"]))
+    assert json.loads((tmp_path / "warm" / "run.json").read_text())["model_config"]["img_rgb_norm"] is False
     run_train(parser.parse_args(common + ["--out", str(tmp_path / "cold"), "--seed", "1"]))
     before, _ = checkpoint.load_tensors(base)
 
     def distance(run):
         after, _ = checkpoint.load_tensors(tmp_path / run / "step-000001.safetensors")
-        return sum(float((after[k] - before[k]).abs().sum()) for k in before if k.startswith("generator_image."))
+        return sum(float((after[k] - before[k]).abs().sum()) for k in after if k.startswith("generator_image."))
 
     assert distance("warm") < 0.1 * distance("cold")  # one step away from the base, not a fresh start
     with pytest.raises(UserError, match="--init or --aux"):
         run_train(parser.parse_args(common + ["--out", str(tmp_path / "both"), "--init", str(base), "--aux", str(base)]))
+    with pytest.raises(UserError, match="--model-set 'img_size': expected KEY=VALUE"):
+        run_train(parser.parse_args(common + ["--out", str(tmp_path / "bad"), "--model-set", "img_size"]))

@@ -45,6 +45,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-vocoder", help="vocoder file for the curve's voice measures (default Griffin-Lim)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training setting of the preset (training/config.py), e.g. --set rec_warmup=0")
+    p.add_argument("--model-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override the preset's architecture (core/config.py ModelConfig), e.g. --model-set img_rgb_norm=true")
 
 
 def add_aux_arguments(p: argparse.ArgumentParser) -> None:
@@ -113,20 +115,20 @@ def run_finetune_cli(args) -> dict:
     return result
 
 
-def parse_settings(pairs: list[str]) -> dict:
-    """--set KEY=VALUE pairs -> TrainConfig overrides, each value parsed as JSON when it can be
-    (numbers, true/false, lists) and kept as a string otherwise."""
+def parse_settings(pairs: list[str], config_class=None, flag: str = "--set") -> dict:
+    """KEY=VALUE pairs -> overrides of config_class (default TrainConfig), each value parsed as JSON
+    when it can be (numbers, true/false, lists) and kept as a string otherwise."""
     import dataclasses
     import json
 
     from .config import TrainConfig
 
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    known = {f.name for f in dataclasses.fields(config_class or TrainConfig)} - {"preset", "speakers", "genders"}
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or key not in known:
-            raise UserError(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(known))}")
+            raise UserError(f"{flag} {pair!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(known))}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -185,7 +187,10 @@ def run_train(args) -> dict:
         cfg = train_preset(args.preset, steps=args.steps, seed=args.seed, compile=args.compile, **overrides)
         if args.init and args.aux:
             raise UserError("--init already brings the JDC and content networks: give --init or --aux, not both")
-        trainer = Trainer(data, args.out, cfg, init_from=args.init or args.aux, **common)
+        from core.config import ModelConfig
+
+        trainer = Trainer(data, args.out, cfg, init_from=args.init or args.aux,
+                          model_overrides=parse_settings(args.model_set, ModelConfig, "--model-set"), **common)
     if rank == 0:
         print(trainer.train_data.summary())
     result = trainer.run()

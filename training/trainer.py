@@ -59,9 +59,10 @@ class Trainer:
     def __init__(self, data: Dataset, out_dir: str | Path, cfg: TrainConfig, model_cfg: ModelConfig | None = None,
                  device: str = "cpu", init_from: str | Path | None = None, rank: int = 0, world_size: int = 1,
                  on_progress: Callable[[dict], None] | None = None, on_samples: Callable[[dict], None] | None = None,
-                 finetune: bool = False):
+                 finetune: bool = False, model_overrides: dict | None = None):
         """finetune=True: adapt the image side only (G_I, E_I, D_I) from `init_from`; the mapping
-        network and the audio side stay frozen, so the shared style space is kept (paper Fig. 7)."""
+        network and the audio side stay frozen, so the shared style space is kept (paper Fig. 7).
+        model_overrides: architecture settings over cfg.preset's (a new model only)."""
         self.cfg, self.run_dir, self.out = cfg, RunDir(out_dir), Path(out_dir)
         self.finetune = finetune
         self.trained_d = ("discriminator_image",) if finetune else DISCRIMINATORS
@@ -75,7 +76,7 @@ class Trainer:
         self.train_data.validate(need_both_genders=True, need_faces=True, need_voices=not finetune)
         domains = speaker_domains(self.train_data) if model_cfg is None or not finetune else list(model_cfg.speakers)
         if model_cfg is None:
-            model_cfg = preset(cfg.preset, speakers=tuple(domains))
+            model_cfg = preset(cfg.preset, speakers=tuple(domains), **(model_overrides or {}))
         if not finetune and tuple(model_cfg.speakers) != tuple(domains):
             raise UserError(f"the model has {len(model_cfg.speakers)} speaker domains but the data has "
                             f"{len(domains)} training speakers with voices")
