@@ -29,7 +29,7 @@ class ModelConfig:
     img_max_dim: int = 128
     img_down_blocks: int = 4          # Table 6: four (to H/16); StarGANv2's code at 128 px uses three
     img_skip: bool = False            # U-Net skips encoder -> decoder (the cpu preset; see ImageGenerator)
-    img_rgb_norm: bool = True         # Table 6's IN before G_I's RGB layer (the cpu preset drops it; see ImageGenerator)
+    img_rgb_norm: bool = True         # Table 6's IN before G_I's RGB layer (see ImageGenerator)
     # audio side (StarGANv2-VC) on 80-band log-mels
     n_mels: int = 80
     audio_dim_in: int = 16
@@ -111,7 +111,7 @@ PRESETS: dict[str, dict] = {
     # the embedded default model, sized for a 2-core CPU (benchmarks/bench_train.py): 64-px faces,
     # thin full-resolution layers, a narrower audio generator and F0 network
     "cpu": dict(
-        img_size=64, img_dim_in=16, img_max_dim=128, img_down_blocks=3, img_skip=True, img_rgb_norm=False,
+        img_size=64, img_dim_in=16, img_max_dim=128, img_down_blocks=3, img_skip=True,
         audio_dim_in=8, audio_max_dim=128, jdc_width=8,
     ),
     "tiny": dict(

@@ -151,7 +151,9 @@ class ImageGenerator(nn.Module):
     cfg.img_rgb_norm = False drops the InstanceNorm in front of the RGB layer: it removes each
     image's per-channel mean and contrast, so the output's overall colour and brightness (which
     the skips carry) must be re-learnt from spatial patterns. G_I alone rebuilding faces for 150
-    steps: L1 0.175 with it, 0.098 without (scripts/probe_image_decoder.py)."""
+    steps: L1 0.175 with it, 0.098 without (scripts/probe_image_decoder.py). No preset uses it yet:
+    started from a model trained with the norm, the full objective saturated the colours (the
+    features in front of it have a standard deviation of about 20); a run from scratch with it is untried."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()

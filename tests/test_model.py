@@ -205,11 +205,11 @@ def test_fixed_seed_outputs_are_pinned():
 
 def test_rgb_layer_without_instance_norm_keeps_the_overall_brightness():
     # The IN in front of G_I's RGB layer cancels a uniform shift of the last feature map (per image
-    # and channel); the cpu preset drops it so brightness and colour pass through the skips.
+    # and channel); img_rgb_norm=False lets brightness and colour pass through the skips.
     for rgb_norm in (True, False):
         torch.manual_seed(0)
         G = model.ImageGenerator(config.preset("tiny", img_rgb_norm=rgb_norm)).eval()
         feats = torch.randn(2, G.to_rgb[-1].in_channels, 8, 8)
         shifted = G.to_rgb(feats + 3.0) - G.to_rgb(feats)
         assert (shifted.abs().max() < 1e-4) == rgb_norm
-    assert not config.preset("cpu").img_rgb_norm and config.ModelConfig().img_rgb_norm  # old checkpoints keep theirs
+    assert config.ModelConfig().img_rgb_norm  # checkpoints from before the option keep theirs
