@@ -99,11 +99,12 @@ def test_ema_decay_warms_up_to_the_configured_beta():
 
 def test_warmups_anneal_to_their_floor_and_keep_pair_targets_coming():
     from training.config import train_preset
-    from training.objective import ramp_down
-    from training.trainer import pair_target_steps
+    from training.objective import pair_weight, ramp_down
 
     assert [ramp_down(s, 2.0, 100) for s in (0, 50, 100, 500)] == [2.0, 1.0, 0.0, 0.0]
     assert [ramp_down(s, 2.0, 100, floor=0.25) for s in (0, 50, 100, 500)] == [2.0, 1.0, 0.5, 0.5]
     assert ramp_down(0, 2.0, 0, floor=0.25) == 0.5
-    assert pair_target_steps(train_preset("cpu", steps=1000, warmup_fraction=0.5)) == 500
-    assert pair_target_steps(train_preset("cpu", steps=1000, warmup_fraction=0.5, pair_floor=0.25)) == 1000
+    plain = train_preset("cpu", steps=1000, warmup_fraction=0.5)
+    floored = train_preset("cpu", steps=1000, warmup_fraction=0.5, pair_floor=0.25)
+    assert pair_weight(plain, 499) > 0 and pair_weight(plain, 500) == 0  # pair targets for the first 500 steps
+    assert pair_weight(floored, 999) == 0.25 * floored.lambda_pair  # and for every step with a floor

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable
 
 import numpy as np
 import torch
@@ -27,15 +28,17 @@ log = logging.getLogger(__name__)
 class BatchBuilder:
     def __init__(self, data: Dataset, img_size: int, crop_frames: int, mel_frontend: str,
                  genders: tuple[str, ...] = ("female", "male"), latent_dim: int = 16,
-                 domain_of: dict[str, int] | None = None, mic_augment: float = 0.0, pair_steps: int = 0):
+                 domain_of: dict[str, int] | None = None, mic_augment: float = 0.0,
+                 pair_weight: Callable[[int], float] | None = None):
         """mic_augment: probability that a reference voice crop goes through MicAugment (style
         references only: the sources stay clean, they are also the discriminator's real samples)."""
         self.data, self.size, self.crop, self.frontend = data, img_size, crop_frames, mel_frontend
         self.genders, self.latent_dim = genders, latent_dim
         self.domain_of = domain_of or {}
         self.mic_augment = mic_augment
-        self.pair_steps = pair_steps  # rendered translation targets (training/data/pairs.py) before this step
-        self.pairs = PairTargets(img_size) if pair_steps > 0 else None
+        # rendered translation targets (training/data/pairs.py) for the steps whose pair term is on
+        self.pair_weight = pair_weight
+        self.pairs = PairTargets(img_size) if pair_weight is not None and pair_weight(0) > 0 else None
         self._faces: dict[str, torch.Tensor] = {}
         self._mels: dict[str, torch.Tensor] = {}
         self._heard: dict[str, torch.Tensor] = {}  # whole-clip mels as a microphone heard them (MicAugment)
@@ -67,7 +70,7 @@ class BatchBuilder:
         if plan.ref_voices:
             b["ref_mel"] = self.mels(plan.ref_voices, rng, self.mic_augment)
             b["ref_mel2"] = self.mels(self.other_item(plan.ref_voices, "voice", rng), rng, self.mic_augment)
-        if self.pairs is not None and plan.step < self.pair_steps and plan.image_reference != "latent":
+        if self.pairs is not None and self.pair_weight(plan.step) > 0 and plan.image_reference != "latent":
             speakers = [self.data.speakers[t].id for t in plan.target_speakers]
             b["pair_img"], b["pair_mask"] = self.pairs.batch(used, speakers, plan.image_reference)
         gen = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))

@@ -20,10 +20,11 @@ deviations from the paper:
   `rec_warmup` steps, so the generator keeps the source's pose and colours from the start
   instead of first painting the style over a blank;
 - a rendered-pair warm-up on synthetic faces: lambda_pair * |G(x, s_B) - render(B's attributes,
-  x's pose)|, annealed to zero over `pair_warmup` steps (training/data/pairs.py), while the image
+  x's pose)|, annealed over `pair_warmup` steps to zero (or to `pair_floor` of it; training/data/pairs.py), while the image
   adversarial and diversity terms ramp in over `gan_rampup` steps;
 - an F0-register warm-up: the converted voice's mean log-F0 should match the reference voice's
-  (lambda_f0_register, annealed over `pair_warmup`); it needs no labels, so real speech takes part.
+  (lambda_f0_register, annealed over `pair_warmup` to `f0_register_floor` of it); it needs no labels,
+  so real speech takes part.
 """
 from __future__ import annotations
 
@@ -43,6 +44,11 @@ def ramp_down(step: int, start_value: float, steps: int, floor: float = 0.0) -> 
     if steps <= 0:
         return start_value * floor
     return start_value * max(floor, 1.0 - step / steps)
+
+
+def pair_weight(cfg: TrainConfig, step: int) -> float:
+    """Weight of the rendered-pair term at `step` (batches carry pair targets while it is > 0)."""
+    return ramp_down(step, cfg.lambda_pair, cfg.pair_warmup, cfg.pair_floor)
 
 
 def ramp_up(step: int, steps: int) -> float:
@@ -195,7 +201,7 @@ def _g_image(nets, cfg, plan, b, step, augment):
         rec = L.cycle_consistency(G(x, s_org), x)
         loss = loss + lam_rec * rec
         logs["G/img_rec"] = rec
-    lam_pair = ramp_down(step, cfg.lambda_pair, cfg.pair_warmup, cfg.pair_floor)
+    lam_pair = pair_weight(cfg, step)
     if lam_pair > 0 and "pair_img" in b and b["pair_mask"].any():
         rows = b["pair_mask"]
         pair = (fake[rows] - b["pair_img"][rows]).abs().mean()

@@ -50,11 +50,6 @@ def speaker_domains(data: Dataset) -> list[str]:
     return [s.id for s in data.speakers if s.split == "train" and s.voices and s.identity]
 
 
-def pair_target_steps(cfg: TrainConfig) -> int:
-    """Steps whose batches carry rendered pair targets: the warm-up, or all of them with a floor."""
-    return cfg.steps if cfg.pair_floor > 0 and cfg.lambda_pair > 0 else cfg.pair_warmup
-
-
 class Trainer:
     def __init__(self, data: Dataset, out_dir: str | Path, cfg: TrainConfig, model_cfg: ModelConfig | None = None,
                  device: str = "cpu", init_from: str | Path | None = None, rank: int = 0, world_size: int = 1,
@@ -107,7 +102,7 @@ class Trainer:
                                      need_voices=not finetune, kind_weights=cfg.kind_weights or None)
         self.batches = BatchBuilder(self.train_data, model_cfg.img_size, cfg.crop_frames, model_cfg.mel_frontend,
                                     model_cfg.genders, model_cfg.latent_dim, self.sampler.domain_of, cfg.mic_augment,
-                                    0 if finetune else pair_target_steps(cfg))
+                                    None if finetune else lambda step: objective.pair_weight(cfg, step))
         self.prefetch = Prefetcher(self._make_batch)
         self.previews = Previews(model_cfg, self.train_data, val_data, cfg.crop_frames, self.device)
         self.step_no = 0
