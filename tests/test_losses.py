@@ -108,3 +108,30 @@ def test_warmups_anneal_to_their_floor_and_keep_pair_targets_coming():
     floored = train_preset("cpu", steps=1000, warmup_fraction=0.5, pair_floor=0.25)
     assert pair_weight(plain, 499) > 0 and pair_weight(plain, 500) == 0  # pair targets for the first 500 steps
     assert pair_weight(floored, 999) == 0.25 * floored.lambda_pair  # and for every step with a floor
+
+
+def test_pair_term_trains_the_reference_encoder_only_when_asked():
+    from types import SimpleNamespace
+
+    from core.config import preset
+    from core.model import build_networks
+    from training.config import train_preset
+    from training.objective import _g_image
+
+    torch.manual_seed(0)
+    nets = build_networks(preset("tiny"))
+    b = {"x_img": torch.rand(2, 3, 64, 64) * 2 - 1, "g_img_src": torch.tensor([0, 1]), "g_trg": torch.tensor([1, 0]),
+         "ref_img": torch.rand(2, 3, 64, 64) * 2 - 1, "ref_img2": torch.rand(2, 3, 64, 64) * 2 - 1,
+         "pair_img": torch.zeros(2, 3, 64, 64), "pair_mask": torch.tensor([True, False])}
+    plan = SimpleNamespace(image_reference="image")
+    grads = {}
+    for live in (False, True):  # every other term off: only the pair term reaches E_I
+        cfg = train_preset("tiny", lambda_adv=0, lambda_sty=0, lambda_cyc=0, lambda_rec=0, lambda_ds=0, pair_floor=1.0,
+                           pair_trains_encoders=live)
+        nets.zero_grad(set_to_none=True)
+        loss, logs = _g_image(nets, cfg, plan, b, 1, lambda x: x)
+        loss.backward()
+        encoder = [p.grad for p in nets["style_encoder_image"].parameters() if p.grad is not None]
+        grads[live] = sum(float(g.abs().sum()) for g in encoder)
+        assert float(logs["G/img_pair"]) > 0
+    assert grads[False] == 0 and grads[True] > 0

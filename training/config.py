@@ -62,6 +62,7 @@ class TrainConfig:
     lambda_f0_register: float = 0.0  # converted mean log-F0 vs the reference's, annealed over pair_warmup
     pair_floor: float = 0.0         # share of lambda_pair kept after its warm-up (0: the paper's objective)
     f0_register_floor: float = 0.0  # share of lambda_f0_register kept after the warm-up
+    pair_trains_encoders: bool = False  # the pair term's gradient also reaches the reference's style encoder
     mic_augment: float = 0.0        # share of reference voice crops through training/data/augment.py
     # learning curve (training/curve.py): `xfavot eval` on a checkpoint every eval_every steps
     eval_every: int = 0

@@ -21,7 +21,10 @@ deviations from the paper:
   instead of first painting the style over a blank;
 - a rendered-pair warm-up on synthetic faces: lambda_pair * |G(x, s_B) - render(B's attributes,
   x's pose)|, annealed over `pair_warmup` steps to zero (or to `pair_floor` of it; training/data/pairs.py), while the image
-  adversarial and diversity terms ramp in over `gan_rampup` steps;
+  adversarial and diversity terms ramp in over `gan_rampup` steps; with `pair_trains_encoders`
+  the term is taken on a second G pass with the reference style left live, so the style encoders
+  (E_A too, on voice references) learn to carry what the rendered target needs: the attributes a
+  voice implies. The other terms keep the detached style;
 - an F0-register warm-up: the converted voice's mean log-F0 should match the reference voice's
   (lambda_f0_register, annealed over `pair_warmup` to `f0_register_floor` of it); it needs no labels,
   so real speech takes part.
@@ -68,14 +71,18 @@ def augmenter(cfg: TrainConfig, step: int, phase: int):
     return (lambda x: diff_augment(x, image, gen)), (lambda m: diff_augment(m, mel, gen))
 
 
-def styles(nets, plan_source: str, b: dict, second: bool = False) -> torch.Tensor:
-    """Target styles of a step from its reference kind: latent (M), image (E_I) or audio (E_A)."""
+def styles(nets, plan_source: str, b: dict, second: bool = False, detach: bool = True) -> torch.Tensor:
+    """Target styles of a step from its reference kind: latent (M), image (E_I) or audio (E_A).
+    Reference styles are detached (StarGANv2 does not step E on reference-guided updates; a style
+    reconstruction term against a live target could collapse E); detach=False for the pair term."""
     suffix = "2" if second else ""
     if plan_source == "latent":
         return nets["mapping"](b["z" + suffix], b["y_trg"])
     if plan_source == "image":
-        return nets["style_encoder_image"](b["ref_img" + suffix], b["g_trg"]).detach()
-    return nets["style_encoder_audio"](b["ref_mel" + suffix], b["g_trg"]).detach()
+        s = nets["style_encoder_image"](b["ref_img" + suffix], b["g_trg"])
+    else:
+        s = nets["style_encoder_audio"](b["ref_mel" + suffix], b["g_trg"])
+    return s.detach() if detach else s
 
 
 def classifier_labels(plan: StepPlan, b: dict, target: bool) -> tuple[str, torch.Tensor, torch.Tensor]:
@@ -204,7 +211,11 @@ def _g_image(nets, cfg, plan, b, step, augment):
     lam_pair = pair_weight(cfg, step)
     if lam_pair > 0 and "pair_img" in b and b["pair_mask"].any():
         rows = b["pair_mask"]
-        pair = (fake[rows] - b["pair_img"][rows]).abs().mean()
+        if cfg.pair_trains_encoders:  # a second G pass whose style is live: E_I / E_A learn what the target needs
+            made = G(x[rows], styles(nets, plan.image_reference, b, detach=False)[rows])
+        else:
+            made = fake[rows]
+        pair = (made - b["pair_img"][rows]).abs().mean()
         loss = loss + lam_pair * pair
         logs["G/img_pair"] = pair
     return loss, {k: v.detach() for k, v in logs.items()}
