@@ -222,6 +222,11 @@ def vocoder_label(meta: dict) -> str:
     return label
 
 
+def total_steps(meta: dict) -> int:
+    """Training steps behind a model: its own run's plus those of the runs it was started from (--init)."""
+    return int(meta.get("steps", 0)) + int(meta.get("steps_before", 0))
+
+
 def describe(path: str | Path, builtin: bool = False) -> ModelRecord:
     """The record of a model file (header only; UserError for anything that is not one)."""
     path = Path(path)
@@ -229,7 +234,7 @@ def describe(path: str | Path, builtin: bool = False) -> ModelRecord:
     meta, cfg = header.get("meta", {}), header.get("config", {})
     created = meta.get("created") or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
     return ModelRecord(str(path), meta.get("name") or path.stem, cfg.get("preset", "?"), list(cfg.get("genders", [])),
-                       list(cfg.get("speakers", [])), int(meta.get("steps", 0)), vocoder_label(meta),
+                       list(cfg.get("speakers", [])), total_steps(meta), vocoder_label(meta),
                        str(meta.get("data", "")), created[:19].replace("T", " "), meta.get("description", ""),
                        cfg.get("mel_frontend", ""), list(header.get("modules", [])), meta, builtin)
 

@@ -267,6 +267,8 @@ def test_init_starts_a_new_run_from_another_runs_weights_and_model_set_changes_t
         return sum(float((after[k] - before[k]).abs().sum()) for k in after if k.startswith("generator_image."))
 
     assert distance("warm") < 0.1 * distance("cold")  # one step away from the base, not a fresh start
+    warm = tmp_path / "warm" / "step-000001.safetensors"
+    assert checkpoint.describe(warm).steps == 2 and checkpoint.describe(tmp_path / "cold" / "step-000001.safetensors").steps == 1
     with pytest.raises(UserError, match="--init or --aux"):
         run_train(parser.parse_args(common + ["--out", str(tmp_path / "both"), "--init", str(base), "--aux", str(base)]))
     with pytest.raises(UserError, match="--model-set 'img_size': expected KEY=VALUE"):

@@ -83,10 +83,11 @@ def unpack(tensors: dict, optim_meta: dict, nets: torch.nn.ModuleDict, ema: torc
         load_optimizer_state(name, opt, tensors, optim_meta[name])
 
 
-def load_matching_weights(nets: torch.nn.ModuleDict, path: str | Path) -> None:
+def load_matching_weights(nets: torch.nn.ModuleDict, path: str | Path) -> int:
     """Start from another checkpoint's weights. Tensors whose shape differs (e.g. mapping heads
-    for another speaker set) keep their fresh initialisation."""
-    theirs_nets, cfg, _, _ = checkpoint.load_model(path)
+    for another speaker set) keep their fresh initialisation. -> the XFaVoT training steps behind
+    those weights (0 for a file of auxiliary networks only), which the new run's files carry on."""
+    theirs_nets, cfg, meta, _ = checkpoint.load_model(path)
     loaded = 0
     for name, net in theirs_nets.items():
         mine = nets[name].state_dict()
@@ -95,3 +96,4 @@ def load_matching_weights(nets: torch.nn.ModuleDict, path: str | Path) -> None:
         loaded += len(theirs)
     if loaded == 0:
         raise UserError(f"{Path(path).name} ({cfg.preset!r} preset) shares no weights with this model")
+    return checkpoint.total_steps(meta) if meta.get("trained") else 0

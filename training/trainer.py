@@ -78,8 +78,7 @@ class Trainer:
         self.model_cfg = model_cfg
         torch.manual_seed(cfg.seed)  # every DDP rank starts from the same weights
         self.nets = build_networks(model_cfg)
-        if init_from:
-            state.load_matching_weights(self.nets, init_from)
+        self.steps_before = state.load_matching_weights(self.nets, init_from) if init_from else 0
         self.nets.to(self.device)
         if self.device.type == "cuda" and cfg.channels_last:
             for name in ("generator_image", "style_encoder_image", "discriminator_image"):
@@ -184,9 +183,12 @@ class Trainer:
         if self.rank != 0:
             return self.out / "none"
         tensors, optim_meta = state.pack(self.nets, self.ema, self.optims, DISCRIMINATORS + FROZEN)
-        meta = {"steps": self.step_no, "train_seconds": round(self.train_seconds, 2), "train_config": self.cfg.to_dict(),
-                "optimizers": optim_meta, "data": self.train_data.summary(), "metrics": metrics or {}, "trained": True,
-                "description": f"XFaVoT {self.model_cfg.preset} model trained {self.step_no} steps on {self.train_data.name}"}
+        after = f" after {self.steps_before} of the run it started from" if self.steps_before else ""
+        meta = {"steps": self.step_no, "steps_before": self.steps_before, "train_seconds": round(self.train_seconds, 2),
+                "train_config": self.cfg.to_dict(), "optimizers": optim_meta, "data": self.train_data.summary(),
+                "metrics": metrics or {}, "trained": True,
+                "description": f"XFaVoT {self.model_cfg.preset} model trained {self.step_no} steps{after} "
+                               f"on {self.train_data.name}"}
         header = checkpoint.model_header(self.model_cfg, meta, EMA_MODULES + DISCRIMINATORS + FROZEN)
         run_state = {"finetune": self.finetune, "train_config": self.cfg.to_dict(), "model_config": self.model_cfg.to_dict()}
         return self.run_dir.save(self.step_no, tensors, header, run_state, self.cfg.keep_last,
@@ -197,6 +199,7 @@ class Trainer:
         meta = header["meta"]
         state.unpack(tensors, meta["optimizers"], self.nets, self.ema, self.optims, DISCRIMINATORS + FROZEN)
         self.step_no = int(meta["steps"])
+        self.steps_before = int(meta.get("steps_before", 0))
         self.train_seconds = float(meta.get("train_seconds", 0.0))
         self.nets.to(self.device)
         self.ema.to(self.device)
