@@ -247,7 +247,8 @@ def test_finetune_cli_rejects_a_one_gender_set(corpus, tmp_path):
     assert r.returncode == 2 and "only female" in r.stderr
 
 
-def test_init_starts_a_new_run_from_another_runs_weights_and_model_set_changes_the_architecture(corpus, tmp_path):
+def test_init_starts_a_new_run_from_another_runs_weights_and_model_set_changes_the_architecture(corpus, tmp_path,
+                                                                                                   caplog):
     from core import checkpoint
     from training.cli import add_train_arguments, run_train
 
@@ -269,6 +270,8 @@ def test_init_starts_a_new_run_from_another_runs_weights_and_model_set_changes_t
     assert distance("warm") < 0.1 * distance("cold")  # one step away from the base, not a fresh start
     warm = tmp_path / "warm" / "step-000001.safetensors"
     assert checkpoint.describe(warm).steps == 2 and checkpoint.describe(tmp_path / "cold" / "step-000001.safetensors").steps == 1
+    run_train(parser.parse_args(common + ["--out", str(tmp_path / "warm"), "--resume", "--init", str(base)]))
+    assert "--init ignored" in caplog.text  # the run keeps the settings it was started with
     with pytest.raises(UserError, match="--init or --aux"):
         run_train(parser.parse_args(common + ["--out", str(tmp_path / "both"), "--init", str(base), "--aux", str(base)]))
     with pytest.raises(UserError, match="--model-set 'img_size': expected KEY=VALUE"):

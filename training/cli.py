@@ -8,6 +8,7 @@ repeatable to train on several datasets together (e.g. CelebA-HQ + VCTK as in th
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 from core.config import DEVICE_CHOICES, PRESET_NAMES
@@ -176,6 +177,11 @@ def run_train(args) -> dict:
     data = load_data(args.data)
     common = dict(device=device, rank=rank, world_size=world)
     if args.resume:
+        given = [flag for flag, value in (("--init", args.init), ("--aux", args.aux), ("--set", args.set),
+                                          ("--model-set", args.model_set)) if value]
+        if given and rank == 0:  # a recipe may pass them on every call: a note, not an error
+            logging.getLogger(__name__).warning(f"--resume continues {args.out} with the settings it was started with; "
+                                                f"{', '.join(given)} ignored")
         trainer = Trainer.resume(data, args.out, steps=args.steps, **common)
     else:
         RunDir(args.out).refuse_existing()
@@ -204,7 +210,6 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_train_arguments(sub.add_parser("train"))
     args = parser.parse_args(argv)
-    import logging
     import sys
 
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
