@@ -110,6 +110,16 @@ def test_warmups_anneal_to_their_floor_and_keep_pair_targets_coming():
     assert pair_weight(floored, 999) == 0.25 * floored.lambda_pair  # and for every step with a floor
 
 
+def test_image_gan_waits_for_gan_start_then_ramps_in():
+    from training.config import TrainConfig
+    from training.objective import image_gan_weight
+
+    late = TrainConfig(gan_start=100, gan_rampup=50)
+    assert [image_gan_weight(late, s) for s in (0, 99, 100, 125, 150, 1000)] == [0.0, 0.0, 0.0, 0.5, 1.0, 1.0]
+    assert [image_gan_weight(TrainConfig(gan_start=100), s) for s in (99, 100)] == [0.0, 1.0]  # no ramp: a switch
+    assert image_gan_weight(TrainConfig(), 0) == 1.0  # the paper's objective: on from the start
+
+
 def test_pair_term_trains_the_reference_encoder_only_when_asked():
     from types import SimpleNamespace
 

@@ -263,11 +263,20 @@ def test_init_starts_a_new_run_from_another_runs_weights_and_model_set_changes_t
     run_train(parser.parse_args(common + ["--out", str(tmp_path / "cold"), "--seed", "1"]))
     before, _ = checkpoint.load_tensors(base)
 
-    def distance(run):
+    def distance(run, net="generator_image"):
         after, _ = checkpoint.load_tensors(tmp_path / run / "step-000001.safetensors")
-        return sum(float((after[k] - before[k]).abs().sum()) for k in after if k.startswith("generator_image."))
+        return sum(float((after[k] - before[k]).abs().sum()) for k in after if k.startswith(net + "."))
 
     assert distance("warm") < 0.1 * distance("cold")  # one step away from the base, not a fresh start
+    run_train(parser.parse_args(common + ["--out", str(tmp_path / "new-gi"), "--init", str(base), "--seed", "1",
+                                          "--set", 'init_fresh=["generator_image"]']))
+    assert distance("new-gi") > 0.5 * distance("cold")  # G_I starts over ...
+    assert distance("new-gi", "style_encoder_image") < 0.1 * distance("cold", "style_encoder_image")  # the rest not
+    with pytest.raises(UserError, match="no network named generator_face"):
+        run_train(parser.parse_args(common + ["--out", str(tmp_path / "typo"), "--init", str(base),
+                                              "--set", 'init_fresh=["generator_face"]']))
+    with pytest.raises(UserError, match="no --init"):
+        run_train(parser.parse_args(common + ["--out", str(tmp_path / "no-init"), "--set", 'init_fresh=["mapping"]']))
     warm = tmp_path / "warm" / "step-000001.safetensors"
     assert checkpoint.describe(warm).steps == 2 and checkpoint.describe(tmp_path / "cold" / "step-000001.safetensors").steps == 1
     run_train(parser.parse_args(common + ["--out", str(tmp_path / "warm"), "--resume", "--init", str(base)]))

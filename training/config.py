@@ -59,11 +59,13 @@ class TrainConfig:
     lambda_pair: float = 1.0
     warmup_fraction: float = 0.0   # > 0: rec/pair warm-ups last this share of the run, the GAN ramps in over half of it
     gan_rampup: int = 0             # steps over which the image adversarial and diversity terms ramp in from 0
+    gan_start: int = 0              # steps before that ramp begins (G_I learns from the pair/rec terms first)
     lambda_f0_register: float = 0.0  # converted mean log-F0 vs the reference's, annealed over pair_warmup
     pair_floor: float = 0.0         # share of lambda_pair kept after its warm-up (0: the paper's objective)
     f0_register_floor: float = 0.0  # share of lambda_f0_register kept after the warm-up
     pair_trains_encoders: bool = False  # the pair term's gradient also reaches the reference's style encoder
     mic_augment: float = 0.0        # share of reference voice crops through training/data/augment.py
+    init_fresh: tuple[str, ...] = ()  # networks that --init leaves freshly initialised (e.g. a new G_I design)
     # learning curve (training/curve.py): `xfavot eval` on a checkpoint every eval_every steps
     eval_every: int = 0
     eval_corpus: str = ""

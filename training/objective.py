@@ -20,9 +20,10 @@ deviations from the paper:
   `rec_warmup` steps, so the generator keeps the source's pose and colours from the start
   instead of first painting the style over a blank;
 - a rendered-pair warm-up on synthetic faces: lambda_pair * |G(x, s_B) - render(B's attributes,
-  x's pose)|, annealed over `pair_warmup` steps to zero (or to `pair_floor` of it; training/data/pairs.py), while the image
-  adversarial and diversity terms ramp in over `gan_rampup` steps; with `pair_trains_encoders`
-  the term is taken on a second G pass with the reference style left live, so the style encoders
+  x's pose)|, annealed over `pair_warmup` steps to zero (or to `pair_floor` of it;
+  training/data/pairs.py), while the image adversarial and diversity terms ramp in over
+  `gan_rampup` steps (after `gan_start` steps without them); with `pair_trains_encoders` the
+  term is taken on a second G pass with the reference style left live, so the style encoders
   (E_A too, on voice references) learn to carry what the rendered target needs: the attributes a
   voice implies. The other terms keep the detached style;
 - an F0-register warm-up: the converted voice's mean log-F0 should match the reference voice's
@@ -55,8 +56,16 @@ def pair_weight(cfg: TrainConfig, step: int) -> float:
 
 
 def ramp_up(step: int, steps: int) -> float:
-    """Linear rise from 0 to 1 over `steps` steps (0 steps: always 1)."""
+    """Linear rise from 0 to 1 over `steps` steps (0 steps: always 1; 0 before step 0)."""
+    if step < 0:
+        return 0.0
     return 1.0 if steps <= 0 else min(1.0, step / steps)
+
+
+def image_gan_weight(cfg: TrainConfig, step: int) -> float:
+    """Share of the image adversarial and diversity terms at `step`: off for `gan_start` steps,
+    then a linear ramp over `gan_rampup` steps."""
+    return ramp_up(step - cfg.gan_start, cfg.gan_rampup)
 
 
 def r1_due(cfg: TrainConfig, step: int) -> bool:
@@ -190,7 +199,7 @@ def g_loss(nets, cfg: TrainConfig, plan: StepPlan, b: dict, step: int, finetune:
 def _g_image(nets, cfg, plan, b, step, augment):
     G, E, D = nets["generator_image"], nets["style_encoder_image"], nets["discriminator_image"]
     x = b["x_img"]
-    gan = ramp_up(step, cfg.gan_rampup)
+    gan = image_gan_weight(cfg, step)
     lam_ds = gan * L.diversity_weight(step, cfg.lambda_ds, cfg.ds_iter)
     s1 = styles(nets, plan.image_reference, b)
     fake = G(x, s1)

@@ -83,13 +83,19 @@ def unpack(tensors: dict, optim_meta: dict, nets: torch.nn.ModuleDict, ema: torc
         load_optimizer_state(name, opt, tensors, optim_meta[name])
 
 
-def load_matching_weights(nets: torch.nn.ModuleDict, path: str | Path) -> int:
+def load_matching_weights(nets: torch.nn.ModuleDict, path: str | Path, fresh: tuple[str, ...] = ()) -> int:
     """Start from another checkpoint's weights. Tensors whose shape differs (e.g. mapping heads
-    for another speaker set) keep their fresh initialisation. -> the XFaVoT training steps behind
-    those weights (0 for a file of auxiliary networks only), which the new run's files carry on."""
+    for another speaker set) and the networks named in `fresh` keep their fresh initialisation.
+    -> the XFaVoT training steps behind those weights (0 for a file of auxiliary networks only),
+    which the new run's files carry on."""
+    unknown = sorted(set(fresh) - set(nets))
+    if unknown:
+        raise UserError(f"init_fresh: no network named {', '.join(unknown)} (networks: {', '.join(nets)})")
     theirs_nets, cfg, meta, _ = checkpoint.load_model(path)
     loaded = 0
     for name, net in theirs_nets.items():
+        if name in fresh:
+            continue
         mine = nets[name].state_dict()
         theirs = {k: v for k, v in net.state_dict().items() if k in mine and mine[k].shape == v.shape}
         nets[name].load_state_dict(theirs, strict=False)

@@ -78,7 +78,10 @@ class Trainer:
         self.model_cfg = model_cfg
         torch.manual_seed(cfg.seed)  # every DDP rank starts from the same weights
         self.nets = build_networks(model_cfg)
-        self.steps_before = state.load_matching_weights(self.nets, init_from) if init_from else 0
+        fresh = (cfg.init_fresh,) if isinstance(cfg.init_fresh, str) else tuple(cfg.init_fresh)
+        if fresh and not init_from:
+            raise UserError("init_fresh names networks to leave out of --init, but no --init was given")
+        self.steps_before = state.load_matching_weights(self.nets, init_from, fresh) if init_from else 0
         self.nets.to(self.device)
         if self.device.type == "cuda" and cfg.channels_last:
             for name in ("generator_image", "style_encoder_image", "discriminator_image"):
