@@ -1,0 +1,71 @@
+"""Probe: does a generator term of the objective keep G_I from learning the rendered-pair
+translation? G_I (no skips, no RGB-layer norm) + E_I trained on the pair L1 (weight 2) alone and
+with the objective's cycle and/or style-reconstruction terms added (weight 1 each), one thread.
+
+    python scripts/probe_pair_terms.py --corpus CORPUS --steps 800 pair pair+cyc pair+sty pair+sty+cyc
+
+Measured 2026-11-24 on the 2-core build machine (sharing it with a training run), 800 steps,
+validation pair L1 on 96 pairs: pair 0.163, pair+cyc 0.148, pair+sty 0.157, pair+sty+cyc 0.174.
+Neither term holds the translation back on its own, while the full objective's pair error stays
+at 0.26-0.41 (resources/MODEL_CARD.md). The cycle term here takes the source's style with the
+reference's gender head (the probe has no source labels).
+"""
+import argparse
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from probe_pair_translation import PairBatches
+
+from core.config import preset
+from core.model import build_networks
+
+
+def probe(batches: PairBatches, variant: str, steps: int) -> str:
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    nets = build_networks(preset("cpu", img_skip=False, img_rgb_norm=False))
+    G, E = nets["generator_image"], nets["style_encoder_image"]
+    opt = torch.optim.Adam([*G.parameters(), *E.parameters()], 5e-4, betas=(0.5, 0.99))
+    start, train_l1 = time.perf_counter(), []
+    for _ in range(steps):
+        x, r, g, t = batches("train", rng)
+        with torch.autocast("cpu", torch.bfloat16):
+            s = E(r, g)
+            y = G(x, s)
+            pair = (y.float() - t).abs().mean()
+            loss = 2 * pair
+            if "cyc" in variant:
+                loss = loss + (G(y, E(x, g)).float() - x).abs().mean()
+            if "sty" in variant:  # against the detached reference style, as in the objective
+                loss = loss + (E(y, g).float() - s.detach().float()).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        train_l1.append(pair.item())
+    val_rng, val_l1 = random.Random(1), []
+    with torch.no_grad():
+        for _ in range(12):
+            x, r, g, t = batches("val", val_rng)
+            val_l1.append((G(x, E(r, g)) - t).abs().mean().item())
+    return (f"{variant}: train pair L1 {np.mean(train_l1[-30:]):.4f} val {np.mean(val_l1):.4f} "
+            f"s/step {(time.perf_counter() - start) / steps:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", required=True, type=Path)
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("variants", nargs="+", help="pair, pair+cyc, pair+sty, pair+sty+cyc")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    batches = PairBatches(args.corpus)
+    for variant in args.variants:
+        print(probe(batches, variant, args.steps), flush=True)
+
+
+if __name__ == "__main__":
+    main()
