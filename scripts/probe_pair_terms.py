@@ -6,7 +6,9 @@ with the objective's cycle and/or style-reconstruction terms added (weight 1 eac
 
 Measured 2026-11-24 on the 2-core build machine (sharing it with a training run), 800 steps,
 validation pair L1 on 96 pairs: pair 0.163, pair+cyc 0.148, pair+sty 0.157, pair+sty+cyc 0.174.
-Neither term holds the translation back on its own, while the full objective's pair error stays
+With E_I started from the shipped default's (--encoder resources/default/xfavot-default.safetensors,
+two threads): pair 0.153, pair+sty+cyc 0.153. Neither term, nor the trained style space, holds
+the translation back on its own, while the full objective's pair error stays
 at 0.26-0.41 (resources/MODEL_CARD.md). The cycle term here takes the source's style with the
 reference's gender head (the probe has no source labels).
 """
@@ -19,15 +21,18 @@ import numpy as np
 import torch
 from probe_pair_translation import PairBatches
 
+from core import checkpoint
 from core.config import preset
 from core.model import build_networks
 
 
-def probe(batches: PairBatches, variant: str, steps: int) -> str:
+def probe(batches: PairBatches, variant: str, steps: int, encoder: Path | None = None) -> str:
     torch.manual_seed(0)
     rng = random.Random(0)
     nets = build_networks(preset("cpu", img_skip=False, img_rgb_norm=False))
     G, E = nets["generator_image"], nets["style_encoder_image"]
+    if encoder is not None:  # E_I from a trained model (its style space), G_I fresh
+        E.load_state_dict(checkpoint.load_model(encoder)[0]["style_encoder_image"].state_dict())
     opt = torch.optim.Adam([*G.parameters(), *E.parameters()], 5e-4, betas=(0.5, 0.99))
     start, train_l1 = time.perf_counter(), []
     for _ in range(steps):
@@ -59,12 +64,13 @@ def main() -> None:
     parser.add_argument("--corpus", required=True, type=Path)
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--encoder", type=Path, help="start E_I from this model's (G_I stays fresh)")
     parser.add_argument("variants", nargs="+", help="pair, pair+cyc, pair+sty, pair+sty+cyc")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     batches = PairBatches(args.corpus)
     for variant in args.variants:
-        print(probe(batches, variant, args.steps), flush=True)
+        print(probe(batches, variant, args.steps, args.encoder), flush=True)
 
 
 if __name__ == "__main__":
