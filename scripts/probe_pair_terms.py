@@ -9,10 +9,9 @@ validation pair L1 on 96 pairs: pair 0.163, pair+cyc 0.148, pair+sty 0.157, pair
 With E_I started from the shipped default's (--encoder resources/default/xfavot-default.safetensors,
 two threads): pair 0.153, pair+sty+cyc 0.153. 1,200 steps, two threads: pair+sty+cyc 0.148,
 pair+sty+cyc+latent (every third step a mapping-network style with no pair target) 0.184.
-Neither term, nor the trained style space, holds
-the translation back on its own, while the full objective's pair error stays
-at 0.26-0.41 (resources/MODEL_CARD.md). The cycle term here takes the source's style with the
-reference's gender head (the probe has no source labels).
+Neither term nor the trained style space holds the translation back; the mapping-network steps
+slow it. The full objective's pair error stays at 0.26-0.41 (resources/MODEL_CARD.md).
+The cycle term here takes the source's style with the reference's gender head (the probe has no source labels).
 """
 import argparse
 import random
