@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import threading
 
 from core.config import DEVICE_CHOICES, PRESET_NAMES
 from core.errors import UserError
@@ -34,8 +36,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     _common_arguments(p, "RUN_DIR")
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR up to --steps")
     p.add_argument("--aux", help="checkpoint whose trained JDC and content network to use")
-    p.add_argument("--init", metavar="CKPT", help="start from every weight of CKPT that fits this model (e.g. an earlier "
-                   "run's checkpoint); the schedules start from step 0")
+    p.add_argument("--init", metavar="CKPT", action="append", help="start from every weight of CKPT that fits this "
+                   "model (e.g. an earlier run's checkpoint); the schedules start from step 0. Repeatable: later "
+                   "files' networks replace earlier ones' (e.g. a run, then `xfavot pretrain-image`'s G_I and E_I)")
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--sample-every", type=int)
     p.add_argument("--log-every", type=int)
@@ -88,6 +91,36 @@ def run_train_vocoder(args) -> dict:
                            resume=args.resume, seed=args.seed)
     print(f"{args.out}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                                       for k, v in result.items() if not isinstance(v, dict)))
+    return result
+
+
+def add_pretrain_image_arguments(p: argparse.ArgumentParser) -> None:
+    _common_arguments(p, "IMAGE.safetensors", data=False, batch_default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--model-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override the preset's architecture, as for `xfavot train` (give the same to both)")
+
+
+def run_pretrain_image(args) -> dict:
+    from core.config import ModelConfig, preset
+    from core.engine import resolve_device
+
+    from .pretrain_image import pretrain_image
+
+    model_cfg = preset(args.preset, **parse_settings(args.model_set, ModelConfig, "--model-set"))
+    stop = threading.Event()  # Ctrl-C / SIGTERM: save a checkpoint at the next step and exit
+    handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = pretrain_image(model_cfg, args.out, args.steps, str(resolve_device(args.device)), args.batch_size,
+                                args.lr, args.seed, args.resume, args.checkpoint_every,
+                                should_stop=lambda step: stop.is_set())
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    print(f"{args.out}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items())
+          + (" (stopped early; --resume continues)" if stop.is_set() else ""))
     return result
 
 

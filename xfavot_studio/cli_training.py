@@ -1,4 +1,5 @@
-"""`xfavot` training commands: train, finetune, train-aux, train-vocoder, attach-vocoder, eval.
+"""`xfavot` training commands: train, finetune, train-aux, train-vocoder, pretrain-image,
+attach-vocoder, eval.
 Thin handlers over training/ (training/cli.py holds the argument sets that torchrun shares)."""
 from __future__ import annotations
 
@@ -8,12 +9,20 @@ from .cli_inference import _add_vocoder_choice
 
 
 def add_commands(sub) -> None:
-    from training.cli import add_aux_arguments, add_finetune_arguments, add_train_arguments, add_vocoder_arguments
+    from training.cli import (
+        add_aux_arguments,
+        add_finetune_arguments,
+        add_pretrain_image_arguments,
+        add_train_arguments,
+        add_vocoder_arguments,
+    )
 
     add_train_arguments(sub.add_parser("train", help="train an XFaVoT model (see training/cli.py)"))
     add_finetune_arguments(sub.add_parser("finetune", help="adapt a model to a custom avatar set (image side)"))
     add_aux_arguments(sub.add_parser("train-aux", help="train the JDC F0 and content (ASR) networks on a corpus"))
     add_vocoder_arguments(sub.add_parser("train-vocoder", help="train a HiFiGAN / Parallel WaveGAN vocoder on our mels"))
+    add_pretrain_image_arguments(sub.add_parser(
+        "pretrain-image", help="pre-train G_I and E_I on rendered face pairs (a stage before `xfavot train`)"))
     p = sub.add_parser("attach-vocoder", help="embed a trained vocoder in a model checkpoint")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--vocoder", required=True)
@@ -33,7 +42,8 @@ def add_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
 
     handlers = {"train": run_train, "finetune": run_finetune, "train-aux": run_train_aux,
-                "train-vocoder": run_train_vocoder, "attach-vocoder": run_attach_vocoder, "eval": run_eval}
+                "train-vocoder": run_train_vocoder, "pretrain-image": run_pretrain_image,
+                "attach-vocoder": run_attach_vocoder, "eval": run_eval}
     for name, handler in handlers.items():
         sub.choices[name].set_defaults(handler=handler)
 
@@ -61,6 +71,12 @@ def run_train_vocoder(args) -> None:
     from training.cli import run_train_vocoder
 
     run_train_vocoder(args)
+
+
+def run_pretrain_image(args) -> None:
+    from training.cli import run_pretrain_image
+
+    run_pretrain_image(args)
 
 
 def run_attach_vocoder(args) -> None:
