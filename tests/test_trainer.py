@@ -277,6 +277,20 @@ def test_init_starts_a_new_run_from_another_runs_weights_and_model_set_changes_t
                                               "--set", 'init_fresh=["generator_face"]']))
     with pytest.raises(UserError, match="no --init"):
         run_train(parser.parse_args(common + ["--out", str(tmp_path / "no-init"), "--set", 'init_fresh=["mapping"]']))
+    # two --init files: the later one's networks (a pre-trained G_I + E_I) replace the earlier one's
+    from core.config import preset
+    from training.data.face_bank import FaceBank
+    from training.pretrain_image import pretrain_image
+
+    bank = FaceBank.load_or_render(tmp_path / "bank.safetensors", 64, groups=2, identities=2, poses=2, workers=1)
+    pretrain_image(preset("tiny"), tmp_path / "image.safetensors", 3, bank=bank, batch_size=2, progress=False)
+    run_train(parser.parse_args(common + ["--out", str(tmp_path / "two"), "--init", str(base), "--init",
+                                          str(tmp_path / "image.safetensors")]))
+    image, _ = checkpoint.load_tensors(tmp_path / "image.safetensors")
+    two, _ = checkpoint.load_tensors(tmp_path / "two" / "step-000001.safetensors")
+    for net, start in (("generator_image", image), ("style_encoder_image", image), ("generator_audio", before)):
+        moved = sum(float((two[k] - start[k]).abs().sum()) for k in start if k.startswith(net + "."))
+        assert moved < 0.1 * distance("cold", net), net
     warm = tmp_path / "warm" / "step-000001.safetensors"
     assert checkpoint.describe(warm).steps == 2 and checkpoint.describe(tmp_path / "cold" / "step-000001.safetensors").steps == 1
     run_train(parser.parse_args(common + ["--out", str(tmp_path / "warm"), "--resume", "--init", str(base)]))

@@ -52,12 +52,13 @@ def speaker_domains(data: Dataset) -> list[str]:
 
 class Trainer:
     def __init__(self, data: Dataset, out_dir: str | Path, cfg: TrainConfig, model_cfg: ModelConfig | None = None,
-                 device: str = "cpu", init_from: str | Path | None = None, rank: int = 0, world_size: int = 1,
+                 device: str = "cpu", init_from: str | Path | list | None = None, rank: int = 0, world_size: int = 1,
                  on_progress: Callable[[dict], None] | None = None, on_samples: Callable[[dict], None] | None = None,
                  finetune: bool = False, model_overrides: dict | None = None):
         """finetune=True: adapt the image side only (G_I, E_I, D_I) from `init_from`; the mapping
         network and the audio side stay frozen, so the shared style space is kept (paper Fig. 7).
-        model_overrides: architecture settings over cfg.preset's (a new model only)."""
+        model_overrides: architecture settings over cfg.preset's (a new model only).
+        init_from: one checkpoint, or several loaded in order (a later file's networks replace an earlier's)."""
         self.cfg, self.run_dir, self.out = cfg, RunDir(out_dir), Path(out_dir)
         self.finetune = finetune
         self.trained_d = ("discriminator_image",) if finetune else DISCRIMINATORS
@@ -81,7 +82,8 @@ class Trainer:
         fresh = (cfg.init_fresh,) if isinstance(cfg.init_fresh, str) else tuple(cfg.init_fresh)
         if fresh and not init_from:
             raise UserError("init_fresh names networks to leave out of --init, but no --init was given")
-        self.steps_before = state.load_matching_weights(self.nets, init_from, fresh) if init_from else 0
+        starts = [init_from] if isinstance(init_from, (str, Path)) else list(init_from or ())
+        self.steps_before = max((state.load_matching_weights(self.nets, path, fresh) for path in starts), default=0)
         self.nets.to(self.device)
         if self.device.type == "cuda" and cfg.channels_last:
             for name in ("generator_image", "style_encoder_image", "discriminator_image"):
