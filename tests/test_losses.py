@@ -145,3 +145,17 @@ def test_pair_term_trains_the_reference_encoder_only_when_asked():
         grads[live] = sum(float(g.abs().sum()) for g in encoder)
         assert float(logs["G/img_pair"]) > 0
     assert grads[False] == 0 and grads[True] > 0
+
+
+def test_style_magnitude_match_sees_the_scale_that_infonce_cannot_and_moves_only_the_voice_styles():
+    from training.losses import infonce, style_magnitude_match
+
+    torch.manual_seed(0)
+    face = torch.randn(4, 8, requires_grad=True)
+    torch.testing.assert_close(infonce(face, 3 * face.detach()), infonce(face, face.detach()))  # blind to scale
+    assert style_magnitude_match(face.detach(), face) == 0
+    voice = (3 * face.detach()).requires_grad_()
+    loss = style_magnitude_match(voice, face)
+    assert loss > 1.0
+    loss.backward()
+    assert face.grad is None and voice.grad.abs().sum() > 0  # the face styles are the anchor

@@ -188,10 +188,15 @@ def g_loss(nets, cfg: TrainConfig, plan: StepPlan, b: dict, step: int, finetune:
         loss_a, logs_a = _g_audio(nets, cfg, plan, b, step, aug_mel)
         loss, logs = loss + loss_a, {**logs, **logs_a}
         if plan.use_infonce:  # cross-modal style consistency on paired targets (Table 1)
-            xm = L.infonce(nets["style_encoder_image"](b["ref_img"], b["g_trg"]),
-                           nets["style_encoder_audio"](b["ref_mel"], b["g_trg"]), cfg.temperature)
+            face_styles = nets["style_encoder_image"](b["ref_img"], b["g_trg"])
+            voice_styles = nets["style_encoder_audio"](b["ref_mel"], b["g_trg"])
+            xm = L.infonce(face_styles, voice_styles, cfg.temperature)
             loss = loss + cfg.lambda_xm * xm
             logs["G/infonce"] = xm.detach()
+            if cfg.lambda_xm_l1 > 0:
+                xm_l1 = L.style_magnitude_match(voice_styles, face_styles)
+                loss = loss + cfg.lambda_xm_l1 * xm_l1
+                logs["G/xm_l1"] = xm_l1.detach()
     logs["G/total"] = loss.detach()
     return loss, logs
 
