@@ -8,7 +8,6 @@ augmentation keep it usable on the softer faces a generator makes.
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from tqdm import tqdm
 from core.checkpoint import load_tensors, save_tensors
 from core.errors import require_format
 
-from .data.faces import render_face, sample_nuisance
+from .data.faces import render_face, render_in_workers, sample_nuisance
 from .data.identity import VOICE_LINKED, sample_identity, voice_linked_attributes
 
 FORMAT = "xfavot-attribute-oracle"
@@ -62,18 +61,7 @@ def render_set(n_identities: int, per_identity: int, seed_stream: int, workers: 
                progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """-> images (N, 3, 128, 128) uint8, labels (N, n_attributes) long."""
     jobs = [(seed_stream, i, per_identity) for i in range(n_identities)]
-    bar = tqdm(total=n_identities, desc=f"render {seed_stream}", unit="identity", disable=not progress)
-    results = []
-    if workers > 1:
-        with mp.get_context("spawn").Pool(workers) as pool:
-            for r in pool.imap(_render, jobs, chunksize=8):
-                results.append(r)
-                bar.update()
-    else:
-        for job in jobs:
-            results.append(_render(job))
-            bar.update()
-    bar.close()
+    results = render_in_workers(_render, jobs, workers, f"render {seed_stream}", "identity", progress)
     images = torch.from_numpy(np.concatenate([r[0] for r in results])).permute(0, 3, 1, 2).contiguous()
     labels = torch.tensor([r[1] for r in results for _ in range(per_identity)])
     return images, labels

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from core import checkpoint
 from core.config import ModelConfig
 from core.engine import autocast_dtype
+from core.face import tensor_to_image
 from core.model import build_networks
 
 from .data.face_bank import FaceBank
@@ -56,9 +56,7 @@ def preview(nets: dict, bank: FaceBank, device: torch.device, path: Path, n: int
     """Rows: source, reference, rendered target, output (held-out group)."""
     x, r, g, t = (v.to(device) for v in bank.batch(n, torch.Generator().manual_seed(2), "val"))
     y = nets["generator_image"](x, nets["style_encoder_image"](r, g)).clamp(-1, 1)
-    grid = torch.cat([torch.cat(list(v), 2) for v in (x, r, t, y)], 1)  # (3, 4H, nW)
-    pixels = ((grid.permute(1, 2, 0).cpu().numpy() + 1) * 127.5).astype("uint8")
-    image = Image.fromarray(pixels)
+    image = tensor_to_image(torch.cat([torch.cat(list(v), 2) for v in (x, r, t, y)], 1))  # (3, 4H, nW)
     checkpoint.atomic_write(path, lambda tmp: image.resize((image.width * 2, image.height * 2)).save(tmp, format="PNG"))
 
 
@@ -70,7 +68,8 @@ def pretrain_image(model_cfg: ModelConfig, out: str | Path, steps: int, device: 
     networks, fp32, with model_cfg) and OUT.png (a preview) at every checkpoint, and when
     should_stop(step) turns true (then resume=True continues). -> metrics."""
     out, dev = Path(out), torch.device(device)
-    bank = bank or FaceBank.load_or_render(out.with_name(out.stem + ".bank.safetensors"), model_cfg.img_size)
+    bank = bank or FaceBank.load_or_render(out.with_name(out.stem + ".bank.safetensors"), model_cfg.img_size,
+                                           progress=progress)
     torch.manual_seed(seed)
     all_nets = build_networks(model_cfg)
     nets = {name: all_nets[name].to(dev) for name in NETWORKS}

@@ -12,7 +12,6 @@ Renders are cached in one safetensors file (uint8), keyed by the settings that m
 """
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import torch
 
 from core import checkpoint
 
-from .faces import render_face, sample_nuisance
+from .faces import render_face, render_in_workers, sample_nuisance
 from .identity import GENDERS, sample_identity
 
 BANK_FORMAT = "xfavot-face-bank"
@@ -43,7 +42,7 @@ class FaceBank:
 
     @classmethod
     def load_or_render(cls, path: str | Path, size: int, groups: int = 40, identities: int = 24, poses: int = 24,
-                       seed: int = 0, workers: int = 2) -> "FaceBank":
+                       seed: int = 0, workers: int = 2, progress: bool = True) -> "FaceBank":
         """The cached bank at `path` if it was made with these settings, else render it (and cache it):
         40 x 24 x 24 renders at 64 px take ~2 minutes on two cores."""
         settings = {"format": BANK_FORMAT, "size": size, "groups": groups, "identities": identities,
@@ -54,11 +53,7 @@ class FaceBank:
             if header == settings:
                 return cls(tensors["faces"], tensors["genders"])
         jobs = [(seed * 100_003 + 1_000 + g, identities, poses, size) for g in range(groups)]
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                parts = list(pool.map(_render_group, jobs))
-        else:
-            parts = [_render_group(job) for job in jobs]
+        parts = render_in_workers(_render_group, jobs, workers, "render face bank", "group", progress)
         bank = cls(torch.from_numpy(np.stack([p[0] for p in parts])), torch.from_numpy(np.stack([p[1] for p in parts])))
         path.parent.mkdir(parents=True, exist_ok=True)
         checkpoint.save_tensors(path, {"faces": bank.faces, "genders": bank.genders}, settings)

@@ -11,10 +11,13 @@ expression (neutral, smile, open mouth), gaze, background colour and lighting.
 """
 from __future__ import annotations
 
+import multiprocessing as mp
 from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
+from tqdm import tqdm
 
 from .identity import CLOTHES_COLOURS, HAIR_COLOURS, SKIN_TONES, Identity
 
@@ -208,3 +211,22 @@ def contact_sheet(rows: list[tuple[str, list[Image.Image]]], thumb: int = 96) ->
         for c, img in enumerate(images):
             sheet.paste(img.resize((thumb, thumb), Image.LANCZOS), (label_w + c * thumb, r * thumb))
     return sheet
+
+
+def render_in_workers(fn: Callable, jobs: Sequence, workers: int = 2, desc: str = "render", unit: str = "job",
+                      progress: bool = True) -> list:
+    """[fn(job) for job in jobs], in `workers` spawned processes (1: in this one), with a progress
+    bar. PIL drawing is single-threaded, so rendering scales with processes; fn must be a module-level function."""
+    bar = tqdm(total=len(jobs), desc=desc, unit=unit, disable=not progress)
+    results = []
+    if workers > 1:
+        with mp.get_context("spawn").Pool(workers) as pool:
+            for result in pool.imap(fn, jobs, chunksize=max(1, min(8, len(jobs) // (4 * workers)))):
+                results.append(result)
+                bar.update()
+    else:
+        for job in jobs:
+            results.append(fn(job))
+            bar.update()
+    bar.close()
+    return results
