@@ -159,3 +159,48 @@ def test_style_magnitude_match_sees_the_scale_that_infonce_cannot_and_moves_only
     assert loss > 1.0
     loss.backward()
     assert face.grad is None and voice.grad.abs().sum() > 0  # the face styles are the anchor
+
+
+def test_style_statistics_match_sees_a_collapsed_or_shifted_set_per_gender_and_moves_only_the_styles():
+    from training.losses import style_statistics_match
+
+    torch.manual_seed(0)
+    faces = torch.randn(8, 6, requires_grad=True)
+    face_genders = torch.tensor([0, 1] * 4)
+    assert style_statistics_match(faces.detach(), face_genders, faces, face_genders) == 0  # the same set
+    assert style_statistics_match(faces.detach().flip(0), face_genders.flip(0), faces, face_genders) < 1e-6  # any order
+    centre = faces.detach()[face_genders == 0].mean(0)
+    collapsed = (centre + 0.01 * torch.randn(4, 6)).requires_grad_()
+    loss = style_statistics_match(collapsed, torch.zeros(4, dtype=torch.long), faces, face_genders)
+    assert loss > 0.1  # about the same mean, almost no spread
+    loss.backward()
+    assert faces.grad is None and collapsed.grad.abs().sum() > 0  # the face styles are the anchor
+    swapped = style_statistics_match(faces.detach(), 1 - face_genders, faces, face_genders)
+    assert swapped > 0.1  # each gender is compared with its own faces
+    lone = style_statistics_match(torch.randn(1, 6), torch.tensor([0]), faces, face_genders)
+    assert lone == 0  # a single row has no spread to compare: skipped
+
+
+def test_style_statistics_term_trains_the_mapping_network_and_on_audio_only_steps_the_voice_encoder():
+    from types import SimpleNamespace
+
+    from core.config import preset
+    from core.model import build_networks
+    from training.config import train_preset
+    from training.objective import _style_statistics
+
+    torch.manual_seed(0)
+    nets = build_networks(preset("tiny"))
+    b = {"x_img": torch.rand(4, 3, 64, 64) * 2 - 1, "g_img_src": torch.tensor([0, 1, 0, 1]),
+         "g_trg": torch.tensor([0, 1, 0, 1]), "ref_mel": torch.randn(4, 1, 80, 96),
+         "z": torch.randn(4, 16), "z2": torch.randn(4, 16)}
+    assert train_preset("tiny").lambda_style_stats == 0  # off unless a recipe asks for it
+    for kind, voice_term in (("paired", False), ("audio", True)):
+        nets.zero_grad(set_to_none=True)
+        loss, logs = _style_statistics(nets, SimpleNamespace(kind=kind), b)
+        loss.backward()
+        trained = {name for name in ("mapping", "style_encoder_audio", "style_encoder_image")
+                   if any(p.grad is not None and p.grad.abs().sum() > 0 for p in nets[name].parameters())}
+        assert float(logs["G/latent_stats"]) > 0
+        assert ("G/voice_stats" in logs) == voice_term
+        assert trained == ({"mapping", "style_encoder_audio"} if voice_term else {"mapping"})

@@ -48,6 +48,7 @@ class TrainConfig:
     lambda_xm: float = 1.0
     temperature: float = 0.1
     lambda_xm_l1: float = 0.0       # |E_A(voice) - E_I(face)| of the same speaker (a deviation: see losses.py)
+    lambda_style_stats: float = 0.0  # M's samples and audio-only voices' styles: per-gender mean/spread of face styles
     speaker_head_prob: float = 0.5
     kind_weights: dict | None = None  # how often each data kind provides a step's targets; None = by speaker count
     # CPU-budget levers (training/objective.py): lazy R1, DiffAugment, reconstruction warm-up

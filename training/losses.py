@@ -129,3 +129,21 @@ def style_magnitude_match(voice_styles: torch.Tensor, face_styles: torch.Tensor)
     (measured on the default model), off the inputs G_I was trained on: voice-guided faces come out
     as noise. A deviation from the paper; E_I, the face side, is the anchor."""
     return (voice_styles - face_styles.detach()).abs().mean()
+
+
+def style_statistics_match(styles: torch.Tensor, genders: torch.Tensor, face_styles: torch.Tensor,
+                           face_genders: torch.Tensor) -> torch.Tensor:
+    """Per gender, L1 between the mean and the per-dimension spread of `styles` and those of the
+    (detached) face styles: a set-level pull into the region of style space G_I was trained on,
+    for styles that have no paired face. Used for the mapping network's samples (which otherwise
+    stay where an earlier style space left them, and collapse without the diversity term) and for
+    the audio-only (real) voices, whose E_A styles nothing else ties to faces. Genders with fewer
+    than two rows on either side are skipped. A deviation from the paper."""
+    face_styles = face_styles.detach()
+    terms = []
+    for g in torch.unique(genders).tolist():
+        a, f = styles[genders == g], face_styles[face_genders == g]
+        if len(a) < 2 or len(f) < 2:
+            continue
+        terms.append((a.mean(0) - f.mean(0)).abs().mean() + (a.std(0) - f.std(0)).abs().mean())
+    return torch.stack(terms).mean() if terms else styles.sum() * 0

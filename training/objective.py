@@ -28,11 +28,15 @@ deviations from the paper:
   voice implies. The other terms keep the detached style;
 - an F0-register warm-up: the converted voice's mean log-F0 should match the reference voice's
   (lambda_f0_register, annealed over `pair_warmup` to `f0_register_floor` of it); it needs no labels,
-  so real speech takes part.
+  so real speech takes part;
+- style statistics (lambda_style_stats): the mapping network's samples and the audio-only
+  voices' styles keep the per-gender mean and spread of the face styles (see _style_statistics).
 """
 from __future__ import annotations
 
 import torch
+
+from core.config import GENDERS
 
 from . import losses as L
 from .config import TrainConfig
@@ -197,6 +201,9 @@ def g_loss(nets, cfg: TrainConfig, plan: StepPlan, b: dict, step: int, finetune:
                 xm_l1 = L.style_magnitude_match(voice_styles, face_styles)
                 loss = loss + cfg.lambda_xm_l1 * xm_l1
                 logs["G/xm_l1"] = xm_l1.detach()
+        if cfg.lambda_style_stats > 0:
+            stats, stats_logs = _style_statistics(nets, plan, b)
+            loss, logs = loss + cfg.lambda_style_stats * stats, {**logs, **stats_logs}
     logs["G/total"] = loss.detach()
     return loss, logs
 
@@ -276,6 +283,21 @@ def _g_audio(nets, cfg, plan, b, step, augment):
         logs["G/f0_register"] = register
     return loss, {k: v.detach() for k, v in logs.items()}
 
+
+def _style_statistics(nets, plan, b):
+    """Per-gender style statistics of the mapping network's samples (gender heads, on the step's
+    16 latent codes) and, on audio-only steps, of the reference voices' E_A styles, matched to the
+    face styles of the step's source faces (training/losses.py style_statistics_match)."""
+    face_styles = nets["style_encoder_image"](b["x_img"], b["g_img_src"]).detach()
+    z = torch.cat([b["z"], b["z2"]])
+    genders = torch.arange(z.size(0), device=z.device) % len(GENDERS)
+    latent = L.style_statistics_match(nets["mapping"](z, genders), genders, face_styles, b["g_img_src"])
+    loss, logs = latent, {"G/latent_stats": latent.detach()}
+    if plan.kind == "audio" and "ref_mel" in b:
+        voices = nets["style_encoder_audio"](b["ref_mel"], b["g_trg"])
+        voice = L.style_statistics_match(voices, b["g_trg"], face_styles, b["g_img_src"])
+        loss, logs["G/voice_stats"] = loss + voice, voice.detach()
+    return loss, logs
 
 
 class Phase(torch.nn.Module):
