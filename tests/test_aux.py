@@ -6,6 +6,7 @@ import pytest
 import torch
 import yaml
 
+from core import audio
 from core.content import ContentNet
 from core.errors import UserError
 from core.jdc import JDCNet
@@ -13,14 +14,14 @@ from tests.conftest import SR, speech_like
 from training import auxiliary
 
 
-def test_f0_targets_follow_the_signal_on_the_mel_grid():
+def test_f0_track_follows_the_signal_on_the_mel_grid():
     wav = speech_like(1.0, f0=180.0)
-    f0, voiced = auxiliary.f0_targets(wav)
+    f0, voiced = audio.f0_track(wav)
     assert f0.shape == voiced.shape == (SR // 300 + 1,)
     assert voiced.mean() > 0.8
     assert abs(np.median(f0[voiced]) - 180.0) < 20  # the signal glides +-10 % around 180 Hz
     silence = np.concatenate([np.zeros(SR // 2, np.float32), wav[: SR // 2]])
-    _, v2 = auxiliary.f0_targets(silence)
+    _, v2 = audio.f0_track(silence)
     assert not v2[: 30].any() and v2[-20:].mean() > 0.7
 
 

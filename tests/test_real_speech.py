@@ -80,3 +80,40 @@ def test_nothing_installed_is_a_clear_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(real_speech, "SOURCES", (Source("x", "x-pkg", "GPL", "en", "", f"{tmp_path}/none/*.wav"),))
     expect_user_error(lambda: prepare_real_speech(tmp_path / "out", progress=False), "no real speech", "--list")
+
+
+def test_real_voice_check_reads_only_the_asked_split(real_dir, monkeypatch):
+    """The held-out speakers by default; a run is watched on its training split without them."""
+    from types import SimpleNamespace
+
+    from conftest import expect_user_error
+    from PIL import Image
+
+    from training import evaluate
+
+    heard = []
+
+    class StubEngine:  # records which clips it was given; faces always read as female
+        def face_from_voice(self, sources, wav, gender):
+            heard.append(len(wav))
+            return [Image.new("RGB", (8, 8))] * len(sources)
+
+        def voice_from_face(self, wav, avatar):
+            return wav
+
+    monkeypatch.setattr(evaluate, "predict", lambda oracle, faces: [{"gender": "female"} for _ in faces])
+    avatar = Image.new("RGB", (8, 8))
+    avatar_path = real_dir / "avatar.png"
+    avatar.save(avatar_path)
+    avatars = [SimpleNamespace(gender=g, faces=[avatar_path, avatar_path]) for g in ("female", "male")]
+    splits = {s.id: s.split for s in load_real_speech(real_dir).speakers}
+    for split in ("test", "train"):
+        heard.clear()
+        report = evaluate.real_voice_check(StubEngine(), None, real_dir, avatars, clips=1, split=split)
+        assert report["speakers"] == sum(v == split for v in splits.values())
+        assert {row["speaker"] for row in report["per_clip"]} == {k for k, v in splits.items() if v == split}
+        assert len(heard) == 2 * report["clips"]  # a face per clip with the model's gender and with the known one
+        female_share = np.mean([row["gender"] == "female" for row in report["per_clip"]])
+        assert report["avatar_gender_right_known"] == pytest.approx(female_share)  # every face reads female
+    expect_user_error(lambda: evaluate.real_voice_check(StubEngine(), None, real_dir, avatars, split="val"),
+                      "no val-split")

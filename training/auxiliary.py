@@ -38,18 +38,6 @@ BLANK = 0
 # targets
 
 
-def f0_targets(wav: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """F0 (Hz) and voicing per mel frame (T = len // 300 + 1) of a 24 kHz waveform."""
-    import librosa
-
-    f0 = librosa.yin(wav, fmin=50, fmax=600, sr=audio.SAMPLE_RATE, frame_length=2048, hop_length=audio.HOP, center=True)
-    rms = librosa.feature.rms(y=wav, frame_length=2048, hop_length=audio.HOP, center=True)[0]
-    zcr = librosa.feature.zero_crossing_rate(wav, frame_length=2048, hop_length=audio.HOP, center=True)[0]
-    loud = 20 * np.log10(rms + 1e-9) > 20 * np.log10(rms.max() + 1e-9) - 30
-    voiced = loud & (zcr < 0.2) & (f0 > 55) & (f0 < 590)
-    return np.where(voiced, f0, 0.0).astype(np.float32), voiced
-
-
 @functools.lru_cache(maxsize=None)
 def phonemes(text: str, voice: str = "en-us") -> str:
     """IPA phonemes from espeak-ng (e.g. 'plˈiːz bɹˈɪŋ ...')."""
@@ -137,7 +125,7 @@ class AuxData:
             except UserError as exc:
                 log.warning("skipping %s: %s", path, exc)
                 continue
-            f0, voiced = f0_targets(wav)
+            f0, voiced = audio.f0_track(wav)
             mel = audio.log_mel(wav, frontend)
             tokens = vocab.encode(text) if vocab and text else []
             self.items.append((mel, torch.from_numpy(f0), torch.from_numpy(voiced), torch.tensor(tokens)))

@@ -41,10 +41,8 @@ ATTRIBUTES = ("gender", "age", "build", "energy")
 
 # -- measurements on waveforms ----------------------------------------------------------------
 def mean_f0(wav: np.ndarray) -> float:
-    from .auxiliary import f0_targets
-
-    f0, voiced = f0_targets(wav)
-    return float(np.median(f0[voiced])) if voiced.any() else float("nan")
+    """A clip's register: its median voiced F0 (Hz), NaN if unvoiced."""
+    return audio.median_f0([wav])
 
 
 def syllable_rate(wav: np.ndarray) -> float:
@@ -185,8 +183,9 @@ def evaluate(checkpoint: str | Path, corpus: str | Path, out: str | Path, device
         engine.vocoder = load_vocoder(vocoder_file).to(engine.device)
         info.vocoder = engine.vocoder.description
     oracle = load_oracle()
+    readouts = [name for name in ("face_gender", "f0_register") if getattr(engine, name) is not None]
     report: dict = {"checkpoint": str(checkpoint), "model": {"preset": info.preset, "steps": info.steps,
-                                                             "vocoder": info.vocoder},
+                                                             "vocoder": info.vocoder, "readouts": readouts},
                     "corpus": str(corpus), "split": split, "held_out_speakers": len(test), "seed": seed}
 
     # voice -> face ------------------------------------------------------------------------
@@ -281,8 +280,10 @@ def evaluate(checkpoint: str | Path, corpus: str | Path, out: str | Path, device
     return report
 
 
-def real_voice_check(engine: Engine, oracle, real_dir: str | Path, avatars, clips: int = 4, seed: int = 0) -> dict:
-    """Real recorded voices of speakers never trained on (the real-speech folder's test split):
+def real_voice_check(engine: Engine, oracle, real_dir: str | Path, avatars, clips: int = 4, seed: int = 0,
+                     split: str = "test") -> dict:
+    """Real recorded voices of speakers never trained on (the real-speech folder's test split; a
+    run can be watched on its training split's voices without touching the held-out ones):
     - the avatar a voice makes: the oracle's gender (and age) of faces made from each clip, the
       gender head chosen by the model itself ("auto", as the app does) and told ("known");
     - the voice an avatar makes: each clip converted toward the held-out synthetic avatars of the
@@ -293,9 +294,9 @@ def real_voice_check(engine: Engine, oracle, real_dir: str | Path, avatars, clip
 
     from .data.datasets import load_real_speech
 
-    speakers = [s for s in load_real_speech(real_dir).speakers if s.split == "test"]
+    speakers = [s for s in load_real_speech(real_dir).speakers if s.split == split]
     if not speakers:
-        raise UserError(f"{real_dir} has no test-split real speakers")
+        raise UserError(f"{real_dir} has no {split}-split real speakers")
     rng = np.random.default_rng(seed)
     by_gender = {g: [a for a in avatars if a.gender == g] for g in ("female", "male")}
     sources = [a.faces[1 % len(a.faces)] for a in avatars[:4]]
@@ -421,7 +422,9 @@ def markdown(r: dict) -> str:
     v2f, f2v, vc = r["voice_to_face"], r["face_to_voice"], r["voice_to_voice"]
     pct = lambda x: f"{100 * x:.1f} %" if isinstance(x, float) else str(x)  # noqa: E731
     lines = [f"# Evaluation of {Path(r['checkpoint']).name}", "",
-             f"Model: {r['model']['preset']} preset, {r['model']['steps']} steps, vocoder {r['model']['vocoder']}. "
+             f"Model: {r['model']['preset']} preset, {r['model']['steps']} steps, vocoder {r['model']['vocoder']}, "
+             f"read-outs: {', '.join(r['model'].get('readouts') or ['none'])} (with f0_register, conversions are "
+             "transposed to the style's register; core/engine.py voice_from_style). "
              f"Corpus: {r['corpus']} ({r['held_out_speakers']} held-out {r.get('split', 'test')} speakers). "
              f"{r['seconds']} s.", "",
              "## Voice -> face (attribute oracle accuracy)", "",

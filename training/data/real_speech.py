@@ -31,12 +31,11 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from core.audio import SAMPLE_RATE, normalize_loudness, resample
+from core.audio import MALE_BELOW_HZ, SAMPLE_RATE, median_f0, normalize_loudness, resample
 from core.checkpoint import atomic_write
 from core.errors import UserError, require_format
 
 FORMAT = "xfavot-real-speech"
-MALE_BELOW_HZ = 165.0
 MAX_CLIPS = 300          # per speaker: the prompt sets have hundreds, the word lists tens
 JOIN_SECONDS = (3.0, 6.0)
 
@@ -150,16 +149,6 @@ def trim_silence(wav: np.ndarray, rate: int, floor_db: float = -40.0, pad_s: flo
         return wav[:0]
     pad = int(pad_s * rate)
     return wav[max(0, loud[0] * hop - pad): min(wav.size, (loud[-1] + 1) * hop + pad)]
-
-
-def median_f0(clips: list[np.ndarray]) -> float:
-    from ..auxiliary import f0_targets
-
-    values = []
-    for wav in clips[:12]:
-        f0, voiced = f0_targets(wav)
-        values.extend(f0[voiced].tolist())
-    return float(np.median(values)) if values else float("nan")
 
 
 def _utterances(waves: list[np.ndarray], join: bool) -> list[np.ndarray]:
