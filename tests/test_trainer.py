@@ -85,6 +85,30 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(corpus, tmp_path):
                 assert b[step][key] == value, (step, key)
 
 
+def test_a_run_stopped_before_its_curve_point_evaluates_it_on_resume(corpus, tmp_path, monkeypatch):
+    from training import curve
+
+    evaluated = []
+
+    def fake_record(run_dir, path, step, hours, *rest):  # curve.record without the evaluation
+        evaluated.append((step, path.name))
+        if len(evaluated) == 1:
+            raise RuntimeError("killed while evaluating")
+        run_dir.curve.mkdir(parents=True, exist_ok=True)
+        with open(run_dir.curve / "curve.jsonl", "a") as f:
+            f.write(json.dumps({"step": step}) + "\n")
+        return {"step": step}
+
+    monkeypatch.setattr(curve, "record", fake_record)
+    data, run = load_synthetic(corpus), tmp_path / "run"
+    with pytest.raises(RuntimeError, match="killed"):
+        Trainer(data, run, tiny(4, eval_every=2, eval_corpus=str(corpus))).run(progress=False)
+    Trainer.resume(data, run, steps=4).run(progress=False)
+    assert evaluated == [(2, "step-000002.safetensors"), (2, "step-000002.safetensors"), (4, "step-000004.safetensors")]
+    Trainer.resume(data, run, steps=6).run(progress=False)  # step 4's point exists: not evaluated again
+    assert [step for step, _ in evaluated] == [2, 2, 4, 6]
+
+
 def test_table1_switching_reaches_the_losses(corpus, tmp_path):
     trainer = Trainer(load_synthetic(corpus), tmp_path / "r", tiny(12))
     kinds = set()

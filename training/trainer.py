@@ -229,6 +229,18 @@ class Trainer:
                              self.cfg.eval_split, self.cfg.eval_vocoder, str(self.device))
         self._log({f"curve/{k}": v for k, v in point.items() if isinstance(v, float)})
 
+    def _unevaluated_checkpoint(self) -> Path | None:
+        """The resumed-from checkpoint when its curve point is due but missing (the run stopped
+        while evaluating it, or between saving and evaluating)."""
+        from . import curve
+
+        c = self.cfg
+        if not (c.eval_every and c.eval_corpus and self.rank == 0 and self.step_no and self.step_no % c.eval_every == 0):
+            return None
+        if any(p["step"] == self.step_no for p in curve.read_points(self.run_dir.curve / "curve.jsonl")):
+            return None
+        return self.run_dir.latest()
+
     # -- the loop -----------------------------------------------------------------------------
     def request_stop(self) -> None:
         self._stop.set()
@@ -255,6 +267,9 @@ class Trainer:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 handlers[sig] = signal.signal(sig, lambda *_: self.request_stop())
         c = self.cfg
+        unevaluated = self._unevaluated_checkpoint()
+        if unevaluated is not None:
+            self._curve_point(unevaluated)
         bar = tqdm(total=c.steps, initial=self.step_no, desc="train", disable=not progress or self.rank != 0)
         last: dict = {}
         start_step, t0 = self.step_no, time.perf_counter()
