@@ -244,6 +244,13 @@ SHIPPED_MODULES = ("generator_image", "generator_audio", "style_encoder_image", 
                    "jdc", "discriminator_image", "classifier_audio")
 
 
+# read-outs fitted on a trained model (training/readouts.py), their fits in meta["readouts"]:
+# a face's gender from E_I's trunk (face_gender.weight (genders, D), .bias) and a style's voice
+# register, log median F0 (f0_register.weight (style_dim,), .bias (1,))
+FACE_GENDER_PREFIX = "face_gender"
+F0_REGISTER_PREFIX = "f0_register"
+READOUT_PREFIXES = (FACE_GENDER_PREFIX + ".", F0_REGISTER_PREFIX + ".")
+
 # a vocoder's config and its measured comparison with Griffin-Lim: they travel with its weights
 VOCODER_META = ("vocoder", "preferred_vocoder", "vocoder_comparison")
 
@@ -268,6 +275,7 @@ def export_inference(src: str | Path, dst: str | Path, vocoder_from: str | Path 
                 if key in v_header["meta"]:
                     header_meta[key] = v_header["meta"][key]
     keep.update(vocoder)
+    keep.update({k: v for k, v in tensors.items() if k.startswith(READOUT_PREFIXES)})
     if not vocoder:
         for key in VOCODER_META:
             header_meta.pop(key, None)

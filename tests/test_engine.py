@@ -5,6 +5,7 @@ import soundfile as sf
 from PIL import Image
 
 import core.engine as engine_module
+from core import audio
 from core.engine import Audio, Engine, Style, resolve_device
 from core.errors import UserError
 from tests.conftest import SR, speech_like
@@ -79,6 +80,17 @@ def test_styles_of_references(engine, media):
     assert v.gender == "male" and v.source == "voice"
     with pytest.raises(UserError, match="gender must be"):
         engine.style_of_voice(media / "voice.wav", "robot")
+
+
+def test_a_voice_without_a_given_gender_gets_the_head_of_its_register(engine):
+    for f0, gender in ((110.0, "male"), (230.0, "female")):
+        voice = speech_like(1.5, f0=f0)
+        s = engine.style_of_voice(voice)
+        assert s.gender == gender
+        np.testing.assert_allclose(engine.style_of_voice(voice, gender).vector, s.vector, atol=1e-6)
+    assert audio.gender_from_f0(audio.median_f0([np.zeros(SR, np.float32)])) is None  # unvoiced: C_A's head decides
+    assert engine.style_of_voice(np.zeros(SR, np.float32) + 1e-3 * np.random.default_rng(0).standard_normal(SR)
+                                 .astype(np.float32)).gender in engine.cfg.genders
 
 
 def test_short_reference_voice_is_padded_for_the_style_encoder(engine):

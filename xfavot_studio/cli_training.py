@@ -1,5 +1,5 @@
 """`xfavot` training commands: train, finetune, train-aux, train-vocoder, pretrain-image,
-attach-vocoder, eval.
+attach-vocoder, attach-readouts, eval.
 Thin handlers over training/ (training/cli.py holds the argument sets that torchrun shares)."""
 from __future__ import annotations
 
@@ -28,6 +28,11 @@ def add_commands(sub) -> None:
     p.add_argument("--vocoder", required=True)
     p.add_argument("--out", required=True)
 
+    p = sub.add_parser("attach-readouts", help="fit and embed a model's face-gender and voice-register read-outs")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--corpus", required=True, help="synthetic corpus whose training faces it is fitted on")
+    p.add_argument("--out", required=True)
+
     p = sub.add_parser("eval", help="quality report of a model on a synthetic corpus's held-out speakers")
     p.add_argument("--checkpoint", help="model to evaluate (default: the embedded model)")
     p.add_argument("--corpus", required=True, help="synthetic corpus folder (its test speakers are used)")
@@ -43,7 +48,7 @@ def add_commands(sub) -> None:
 
     handlers = {"train": run_train, "finetune": run_finetune, "train-aux": run_train_aux,
                 "train-vocoder": run_train_vocoder, "pretrain-image": run_pretrain_image,
-                "attach-vocoder": run_attach_vocoder, "eval": run_eval}
+                "attach-vocoder": run_attach_vocoder, "attach-readouts": run_attach_readouts, "eval": run_eval}
     for name, handler in handlers.items():
         sub.choices[name].set_defaults(handler=handler)
 
@@ -84,6 +89,14 @@ def run_attach_vocoder(args) -> None:
 
     attach_vocoder(args.checkpoint, args.vocoder, args.out)
     print(args.out)
+
+
+def run_attach_readouts(args) -> None:
+    from training.readouts import attach_readouts
+
+    info = attach_readouts(args.checkpoint, args.corpus, args.out)
+    for name, fit in info.items():
+        print(f"{args.out}: {name} read-out, " + ", ".join(f"{k} {v:.3g}" for k, v in fit.items()))
 
 
 def run_eval(args) -> None:

@@ -1,0 +1,98 @@
+"""Read-outs fitted on a trained model (training/readouts.py): the fits, and the Engine's use of
+them (face gender for "auto", the voice register a conversion transposes to), kept through
+export and absent (the fallbacks) in a model without them."""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import speech_like
+from PIL import Image
+
+from core import audio, checkpoint
+from core.engine import Engine, Style
+from training.data import synth
+from training.readouts import attach_readouts, fit_logistic, fit_ridge
+
+
+def test_the_fits_read_raw_features_with_the_standardisation_folded_in():
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(200) % 2
+    features = torch.randn(200, 16, generator=gen) * 50 + 100  # large, offset nuisance dimensions
+    features[:, 3] = labels * 2.0 + 0.3 * torch.randn(200, generator=gen)  # one small informative one
+    weight, bias = fit_logistic(features, labels, classes=2)
+    assert weight.shape == (2, 16) and bias.shape == (2,)
+    assert ((features @ weight.T + bias).argmax(1) == labels).float().mean() == 1.0
+    targets = 5.0 + 0.1 * features[:, 7] - 0.2 * features[:, 3]
+    weight, bias = fit_ridge(features, targets, l2=1e-6)
+    torch.testing.assert_close(features @ weight + bias, targets, atol=1e-3, rtol=0)
+
+
+def test_pitch_shift_moves_the_register_by_whole_semitones_and_keeps_the_length():
+    wav = speech_like(1.0, f0=150.0)
+    up = audio.pitch_shift(wav, 12)
+    assert up.shape == wav.shape
+    assert 12 * np.log2(audio.median_f0([up]) / audio.median_f0([wav])) == pytest.approx(12, abs=1.0)
+    assert audio.pitch_shift(wav, 0.2) is wav  # under half a semitone: untouched
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    out = tmp_path_factory.mktemp("readouts") / "corpus"
+    synth.synthesize_corpus(out, synth.SynthOptions(speakers=8, utts=2, faces=2, seed=3, engines=("espeak",),
+                                                    kind_mix=(1, 0, 0)), workers=1, progress=False)
+    return out
+
+
+def test_attached_readouts_decide_auto_gender_and_the_transposition_and_survive_export(tiny_checkpoint, corpus,
+                                                                                          tmp_path):
+    with_readouts = tmp_path / "with.safetensors"
+    info = attach_readouts(tiny_checkpoint, corpus, with_readouts, per_speaker=2)
+    assert info["face_gender"]["train_faces"] > 0 and info["f0_register"]["train_styles"] > 0
+    assert checkpoint.load_tensors(with_readouts)[1]["meta"]["readouts"] == info
+
+    plain = Engine(align_faces=False)
+    plain.load(tiny_checkpoint, "cpu")
+    assert plain.face_gender is None and plain.f0_register is None  # the fallbacks decide
+    latent = plain.sample_style("female", 0)
+    assert plain.register_of(latent) is None and plain.transposition(speech_like(1.0), latent) == 0
+
+    engine = Engine(align_faces=False)
+    engine.load(with_readouts, "cpu")
+    weight, bias = engine.face_gender
+    assert engine.face_features([Image.new("RGB", (64, 64))] * 3).shape == (3, weight.shape[1])
+    face = Image.new("RGB", (64, 64), (200, 150, 120))
+    for forced in (0, 1):  # a bias that swamps the features decides the head, and so the style
+        engine.face_gender = (weight * 0, torch.tensor([10.0, -10.0]) * (1 if forced == 0 else -1))
+        style = engine.style_of_face(face)
+        assert style.gender == engine.cfg.genders[forced]
+        np.testing.assert_allclose(style.vector, engine.style_of_face(face, style.gender).vector, atol=1e-6)
+
+    # the register: a voice reference's own F0, else the read-out of the style
+    low, high = speech_like(1.5, f0=110.0), speech_like(1.5, f0=220.0)
+    assert engine.style_of_voice(high).f0_hz == pytest.approx(220.0, rel=0.1)
+    assert engine.transposition(low, engine.style_of_voice(high)) == 12
+    assert engine.transposition(high, engine.style_of_voice(low)) == -12
+    w, _ = engine.f0_register
+    engine.f0_register = (w * 0, torch.tensor([np.log(110.0 * 2 ** (5 / 12))]))  # every style: 5 semitones up
+    assert engine.register_of(latent) == pytest.approx(110.0 * 2 ** (5 / 12), rel=1e-4)
+    assert engine.transposition(low, latent) == 5
+    heard = []  # the median F0 of each clip the engine makes a mel of
+    engine._mel, real_mel = (lambda wav: heard.append(audio.median_f0([wav])) or real_mel(wav)), engine._mel
+    assert engine.voice_from_style(low, latent).shape == low.shape
+    assert len(heard) == 2  # the source for G_A, and the source 5 semitones up for JDC's F0 features
+    assert sorted(round(12 * np.log2(f / 110.0)) for f in heard) == [0, 5]
+    heard.clear()
+    assert engine.voice_from_style(low, latent, transpose=False).shape == low.shape
+    assert len(heard) == 1
+
+    exported = tmp_path / "exported.safetensors"
+    checkpoint.export_inference(with_readouts, exported, dtype=torch.float16)
+    again = Engine(align_faces=False)
+    again.load(exported, "cpu")
+    torch.testing.assert_close(again.face_gender[0], weight.half().float())
+    assert again.f0_register is not None
+    mixed = Style(latent.vector, "female", "mix")
+    assert mixed.f0_hz is None and again.register_of(mixed) is not None
