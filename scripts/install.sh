@@ -42,4 +42,6 @@ $PIP install -q -e ".[test,eval]"
 # Resemblyzer (speaker similarity in `xfavot eval`) lists webrtcvad, an sdist that needs a C
 # compiler; the `eval` extra brings the prebuilt webrtcvad-wheels instead, so skip its deps.
 $PIP install -q --no-deps "resemblyzer==0.1.4"
+# compile librosa's numba kernels (YIN, pitch shift) once here (~25 s) rather than on the app's first start
+.venv/bin/python -c "import librosa.core.pitch, librosa.effects"
 echo "XFaVoT Studio is installed in .venv"

@@ -172,6 +172,7 @@ class MainWindow(QMainWindow):
 
         def run(engine, job):
             info = engine.load(path, device, vocoder)
+            engine.warm_up()  # here, while the label says loading, not in the middle of a later task
             return info, engine.domains, display.device_summary(engine)
 
         job = self.worker.submit(run, "Load model")
