@@ -4,12 +4,12 @@
 # XFaVoT (cpu preset) with a learning curve -> shipped fp16 file -> quality report.
 # Every stage resumes where it stopped: after an interruption, run it again.
 #
-#   bash scripts/train_default.sh                       # ~5.8 h on the 2-core build machine
+#   bash scripts/train_default.sh                       # ~7.4 h on the 2-core build machine
 #   WORK=/big/disk STEPS=20000 DEVICE=cuda bash scripts/train_default.sh
 #
 # Stage times measured on the build machine (2 Zen4 cores, resources/MODEL_CARD.md): corpus 3 min,
 # real speech 17 min, aux nets 10 min, vocoder 51 min, XFaVoT 2 x 65 min + 5b 58 min, 5c 27 min,
-# 5d 48 min, export + eval 3 min.
+# 5d 48 min, 5e 85 min, read-outs + export + eval 19 min.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WORK:-work/default}
@@ -18,6 +18,7 @@ STEPS=${STEPS:-2400}              # XFaVoT steps (batch 8), stage 5
 STEPS2=${STEPS2:-1500}            # stage 5b
 IMAGE_STEPS=${IMAGE_STEPS:-12000} # stage 5c
 STEPS3=${STEPS3:-1000}            # stage 5d
+STEPS4=${STEPS4:-1500}            # stage 5e
 AUX_STEPS=${AUX_STEPS:-1500}
 VOCODER_STEPS=${VOCODER_STEPS:-6000}
 X="${XFAVOT:-xfavot}"
@@ -72,13 +73,29 @@ $X train --data "$WORK/corpus" --data "real-speech:$WORK/real" --preset cpu --st
     --set lambda_pair=2.0 --set pair_warmup=0 --set pair_floor=1.0 --set pair_trains_encoders=true \
     --set gan_start=300 --set gan_rampup=500 --set lambda_adv=0.3 --set rec_warmup=0 \
     --set lr=3e-4 --set lr_mapping=1e-4 --set lambda_xm_l1=2.0 --set f0_register_floor=0.5 --set lambda_ds=0 --set ds_iter=1 $RESUME
+# 5e. 5d's chosen point with the style-statistics term (lambda_style_stats=2): the mapping
+#    network's samples and the audio-only (real) voices' E_A styles keep the per-gender mean and
+#    spread of the face styles (in 5d real voices' styles sat at 4-7x the face styles' norm and the
+#    latent samples at 0.2x, collapsed); the F0-register term at full weight; lr 3e-4 for M too
+BASE=$("$PY" -m training.curve choose "$WORK/run3")
+RESUME=""; [ -f "$WORK/run4/run.json" ] && RESUME="--resume"
+$X train --data "$WORK/corpus" --data "real-speech:$WORK/real" --preset cpu --steps "$STEPS4" \
+    --init "$BASE" --device "$DEVICE" --out "$WORK/run4" --checkpoint-every 100 \
+    --eval-every 500 --eval-corpus "$WORK/corpus" --eval-split val --eval-vocoder "$WORK/vocos.safetensors" \
+    --model-set img_skip=false --model-set img_rgb_norm=false \
+    --set lambda_pair=2.0 --set pair_warmup=0 --set pair_floor=1.0 --set pair_trains_encoders=true \
+    --set gan_start=0 --set gan_rampup=100 --set lambda_adv=0.3 --set rec_warmup=0 \
+    --set lr=3e-4 --set lr_mapping=3e-4 --set lambda_xm_l1=2.0 --set lambda_style_stats=2.0 \
+    --set f0_register_floor=1.0 --set lambda_ds=0 --set ds_iter=1 $RESUME
 # 6. the shipped file: the curve point that is best on the most headline numbers (validation
-#    speakers; ties go to the later one), its EMA weights + JDC + gender estimators + the vocoder,
+#    speakers; ties go to the later one), its EMA weights + JDC + gender estimators (and the
+#    face-gender and voice-register read-outs fitted on the training speakers, training/readouts.py) + the vocoder,
 #    fp16. `auto` in the app uses the vocoder measured closer to real speech on held-out synthetic
 #    clips, unless it rings on the model's conversions of real (training-split) voices.
-CHOSEN=$("$PY" -m training.curve choose "$WORK/run3")
+CHOSEN=$("$PY" -m training.curve choose "$WORK/run4")
 echo "chosen on the validation curve: $CHOSEN"
 $X attach-vocoder --checkpoint "$CHOSEN" --vocoder "$WORK/vocos.safetensors" --out "$WORK/with-vocoder.safetensors"
+$X attach-readouts --checkpoint "$WORK/with-vocoder.safetensors" --corpus "$WORK/corpus" --out "$WORK/with-vocoder.safetensors"
 "$PY" - "$WORK/with-vocoder.safetensors" "$WORK/vocos.safetensors" "$WORK/corpus" "$WORK/real" <<'PY'
 import json, sys, torch
 from core import checkpoint
