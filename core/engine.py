@@ -109,6 +109,13 @@ def resolve_checkpoint(path: str | Path | None) -> Path:
     return DEFAULT_CHECKPOINT
 
 
+def semitones_between(own_hz: float, target_hz: float | None) -> int:
+    """Whole semitones (|n| <= MAX_TRANSPOSE) from one register to another; 0 if either is unknown."""
+    if target_hz is None or not np.isfinite(own_hz):
+        return 0
+    return int(np.clip(round(12 * np.log2(target_hz / own_hz)), -MAX_TRANSPOSE, MAX_TRANSPOSE))
+
+
 def _as_list(x) -> tuple[list, bool]:
     if isinstance(x, (list, tuple)):
         if not x:
@@ -348,10 +355,8 @@ class Engine:
 
     def transposition(self, wav: np.ndarray, style: Style) -> int:
         """Whole semitones (|n| <= 12) that move the clip's register to the style's; 0 if either is unknown."""
-        target, own = self.register_of(style), audio.median_f0([wav[: int(REGISTER_SECONDS * audio.SAMPLE_RATE)]], REGISTER_HOP)
-        if target is None or not np.isfinite(own):
-            return 0
-        return int(np.clip(round(12 * np.log2(target / own)), -MAX_TRANSPOSE, MAX_TRANSPOSE))
+        own = audio.median_f0([wav[: int(REGISTER_SECONDS * audio.SAMPLE_RATE)]], REGISTER_HOP)
+        return semitones_between(own, self.register_of(style))
 
     @torch.inference_mode()
     def voice_from_style(self, sources: AudioInput | Sequence[AudioInput], style: Style | Sequence[Style],

@@ -11,6 +11,12 @@ How (after RVC's and w-okada's realtime paths, ../shared/design/live-notes.md):
 - The window slides by whole blocks, and blocks are multiples of 4 mel hops, so every call sees the
   same frame grid and the same pooling grid in G_A: the same audio gives the same mel frames.
 - Only the frames around the new block are vocoded (the vocoder's receptive field is local).
+- Transposition (as offline, core/engine.py voice_from_style): G_A's F0 features are read from the
+  input moved by whole semitones to the style's register while G_A converts the untouched mel. A
+  live speaker's register is unknown at the start, so `auto` listens first: the transposition is
+  fixed once SETTLE_VOICED_SECONDS of voiced speech were heard (one that kept moving would bend
+  the voice mid-phrase) and is 0 until then. Only the newest audio is pitch-shifted per block
+  (with a little left context), kept in a ring beside the input's.
 - Joins: the new block's start is aligned to the previous block's tail by SOLA (the offset within
   `search_ms` with the highest normalised cross-correlation), then the two overlap for
   `crossfade_ms` with equal-power (sin^2/cos^2) fades, so nothing clicks at the joins.
@@ -29,6 +35,7 @@ import numpy as np
 import torch
 
 from . import audio
+from .engine import MAX_TRANSPOSE, REGISTER_HOP, semitones_between
 
 FRAME_GRID = 4 * audio.HOP  # G_A halves time twice: windows slide by multiples of 4 frames (50 ms)
 
@@ -63,9 +70,16 @@ def round_to_grid(ms: float) -> int:
 
 class StreamingConverter:
     VOCODER_CONTEXT_FRAMES = 24  # the Vocos backbone sees +-19 frames; Griffin-Lim is local too
+    SETTLE_VOICED_SECONDS = 1.5  # auto transposition: voiced speech heard before it is fixed
+    YIN_FRAME = 2048             # core.audio.f0_track's frame: the left context a block's F0 needs
+    SHIFT_CONTEXT = 2 * 2048     # left context of the newest audio's pitch shift (two phase-vocoder frames)
+    QUIET_RMS = 10 ** (-45 / 20)  # blocks below -45 dBFS are not listened to for the register
 
     def __init__(self, engine, style, block_ms: float = 100.0, context_ms: float = 2000.0,
-                 lookahead_ms: float = 0.0, crossfade_ms: float = 30.0, search_ms: float = 10.0):
+                 lookahead_ms: float = 0.0, crossfade_ms: float = 30.0, search_ms: float = 10.0,
+                 transpose: int | None = None):
+        """transpose: semitones the F0 features move by (0: off), or None for auto: to the style's
+        register (Engine.register_of) from the speaker's, measured on the first voiced speech."""
         engine._need_model()
         self.engine = engine
         self.block = round_to_grid(block_ms)
@@ -85,6 +99,11 @@ class StreamingConverter:
         self.fade_out = 1 - self.fade_in
         self.compute_ms: list[float] = []
         self.pending = np.zeros(0, np.float32)                         # input not yet a whole block
+        self.target_hz = engine.register_of(style) if transpose is None else None
+        self.semitones = 0 if transpose is None else int(np.clip(transpose, -MAX_TRANSPOSE, MAX_TRANSPOSE))
+        self.settled = transpose is not None or self.target_hz is None   # False: auto, still listening
+        self.heard_f0: list[float] = []                                # voiced F0 (Hz) while listening
+        self.shifted = np.zeros(self.window, np.float32)               # `buffer` moved by `semitones`
 
     def timings(self) -> StreamTimings:
         """Where the algorithmic latency goes: block + what is held back after it (lookahead,
@@ -107,7 +126,8 @@ class StreamingConverter:
         mel = e._mel(wav)[:, :-1]  # centred frames: T = window / hop (the last half-frame dropped)
         with e._lock:
             x = mel[None, None]
-            y = e.nets["generator_audio"](x, self.style, e.nets["jdc"].get_feature(x))[0, 0]
+            f0_in = e._mel(self.shifted)[:, :-1][None, None] if self.semitones else x
+            y = e.nets["generator_audio"](x, self.style, e.nets["jdc"].get_feature(f0_in))[0, 0]
         start = self.context - self.search
         end = self.context + self.block + self.crossfade + self.search
         f0 = max(0, start // audio.HOP - self.VOCODER_CONTEXT_FRAMES)
@@ -124,8 +144,43 @@ class StreamingConverter:
         scores = windows @ self.tail / (np.sqrt(np.einsum("ij,ij->i", windows, windows)) + 1e-8)
         return int(np.argmax(scores))
 
+    # -- transposition ---------------------------------------------------------------------------
+    def _listen(self) -> None:
+        """Auto: add the newest block's voiced F0 to what was heard; fix the transposition once
+        enough was."""
+        if self.settled or np.sqrt(np.mean(self.buffer[-self.block:] ** 2)) < self.QUIET_RMS:
+            return
+        f0, voiced = audio.f0_track(self.buffer[-(self.block + self.YIN_FRAME):], REGISTER_HOP)
+        newest = np.arange(f0.size) * REGISTER_HOP >= self.YIN_FRAME  # frames centred in the new block
+        self.heard_f0.extend(f0[voiced & newest].tolist())
+        if len(self.heard_f0) * REGISTER_HOP >= self.SETTLE_VOICED_SECONDS * audio.SAMPLE_RATE:
+            self.semitones = semitones_between(float(np.median(self.heard_f0)), self.target_hz)
+            self.settled = True
+            if self.semitones:
+                self.shifted = audio.pitch_shift(self.buffer, self.semitones)
+
+    def pitch_summary(self) -> str:
+        """What the conversion does with the pitch, in words for the Live tab and `xfavot live`."""
+        if not self.settled:
+            return "Pitch: listening to your voice…"
+        if self.target_hz is None and not self.semitones:
+            return "Pitch: not moved"
+        how = "auto, to the reference's register" if self.target_hz is not None else "fixed"
+        return f"Pitch: {self.semitones:+d} semitones ({how})"
+
+    def _shift_newest(self) -> None:
+        """Slide the shifted ring by a block and redo its newest block + held-back audio (the last
+        call shifted that without right context; the holdback, >= 50 ms, covers the phase
+        vocoder's 43 ms edge)."""
+        self.shifted = np.concatenate([self.shifted[self.block:], np.zeros(self.block, np.float32)])
+        if self.semitones:
+            n = self.block + self.holdback
+            self.shifted[-n:] = audio.pitch_shift(self.buffer[-(n + self.SHIFT_CONTEXT):], self.semitones)[-n:]
+
     def _step(self) -> np.ndarray:
         t0 = time.perf_counter()
+        self._shift_newest()
+        self._listen()
         new = self._convert_window(self.buffer)
         d = self._sola_offset(new)
         out = new[d:d + self.block].copy()

@@ -63,6 +63,47 @@ def test_block_joins_do_not_click(identity_engine, style):
     assert jumps[joins].max() <= 1.5 * inside.max(), (jumps[joins].max(), inside.max())
 
 
+class RecordingJDC(torch.nn.Module):
+    """The model's JDC, remembering the mel it last read F0 features from."""
+
+    def __init__(self, jdc):
+        super().__init__()
+        self.jdc, self.last = jdc, None
+
+    def get_feature(self, mel):
+        self.last = mel[0, 0].clone()
+        return self.jdc.get_feature(mel)
+
+
+def test_auto_transposition_listens_then_moves_the_f0_features_to_the_style_register(identity_engine):
+    identity_engine.nets["jdc"] = jdc = RecordingJDC(identity_engine.nets["jdc"])
+    high = identity_engine.style_of_voice(speech_like(2.0, f0=220, seed=1), "female")
+    stream = StreamingConverter(identity_engine, high, block_ms=100)
+    low = speech_like(4.0, f0=110, seed=2)
+    stream.process(low[: int(0.5 * audio.SAMPLE_RATE)])
+    assert not stream.settled and stream.semitones == 0  # still listening: F0 features untouched
+    assert torch.equal(jdc.last, identity_engine._mel(stream.buffer)[:, :-1])
+    stream.process(low[int(0.5 * audio.SAMPLE_RATE):])
+    assert stream.settled and stream.semitones == 12  # 110 Hz -> the reference's 220 Hz
+    # JDC now reads the input an octave up (the newest audio shifted block by block), G_A the input itself
+    whole = identity_engine._mel(audio.pitch_shift(stream.buffer, 12))[:, :-1]
+    heard = jdc.last[:, 20:-10]  # away from the edges, where the whole-window shift lacks context too
+    ours = np.abs((heard - whole[:, 20:-10]).numpy()).mean()
+    unshifted = np.abs((heard - identity_engine._mel(stream.buffer)[:, :-1][:, 20:-10]).numpy()).mean()
+    assert ours < 0.3 * unshifted, (ours, unshifted)
+
+
+def test_fixed_transposition_and_silence(identity_engine, style):
+    off = StreamingConverter(identity_engine, style, block_ms=100, transpose=0)
+    off.process(speech_like(2.0, f0=110))
+    assert off.settled and off.semitones == 0
+    fixed = StreamingConverter(identity_engine, style, block_ms=100, transpose=-30)
+    assert fixed.semitones == -12  # at most an octave
+    quiet = StreamingConverter(identity_engine, style, block_ms=100)
+    quiet.process(speech_like(3.0) * 1e-3)  # -55 dBFS: room noise, not a voice to listen to
+    assert not quiet.settled and quiet.heard_f0 == []
+
+
 def test_file_mode_plays_everything_through_the_live_path_at_a_device_rate(identity_engine, style):
     src = speech_like(2.0, rate=48000)
     stream = StreamingConverter(identity_engine, style, block_ms=100)
@@ -120,10 +161,13 @@ def test_live_tab_converts_a_file_fed_stream_and_shows_its_latency(qtbot, tiny_c
     live.reference.voice.load_file(str(media / "voice2.wav"))
     live.reference.setCurrentWidget(live.reference.voice)
     qtbot.waitUntil(lambda: live.reference.voice.samples is not None, timeout=WAIT)
+    live.transpose.setCurrentIndex(live.transpose.findData("5"))
+    assert window.ctx.settings.value("live/transpose") == "5"  # kept for the next start of the app
     live.start_button.click()
     qtbot.waitUntil(lambda: live.session is not None and live.session.stats.blocks >= 5, timeout=WAIT)
     qtbot.wait(300)  # the panel polls the session every 100 ms
     assert "Latency" in live.latency.text() and "block 100" in live.latency.text()
+    assert live.session.converter.semitones == 5 and live.pitch.text() == "Pitch: +5 semitones (fixed)"
     assert re.search(r"· blocks: [1-9]", live.dropped.text()) and live.start_button.isChecked()
     live.start_button.click()  # stop
     assert not live.start_button.isChecked() and window.ctx.errors == []

@@ -73,6 +73,9 @@ def add_commands(sub) -> None:
     p.add_argument("--block-ms", type=float, default=100.0, help="block length (multiples of 50 ms)")
     p.add_argument("--context-ms", type=float, default=2000.0, help="audio before each block the model sees")
     p.add_argument("--lookahead-ms", type=float, default=0.0, help="audio after each block the model waits for")
+    p.add_argument("--transpose", default="auto", type=_transpose_arg,
+                   help="semitones the pitch the model follows moves by (0: off), or auto: to the "
+                   "reference's register, from the first 1.5 s of voiced input (default)")
     p.add_argument("--seconds", type=float, help="microphone mode: stop after this long (default: Ctrl+C)")
     p.add_argument("--input-file", metavar="AUDIO", help="file mode: play this file through the live path")
     p.add_argument("--output-file", metavar="WAV", help="file mode: what the output device would have played")
@@ -199,6 +202,15 @@ def _style_from_reference(engine, reference: str, gender: str | None):
     return engine.style_of_voice(reference, gender)
 
 
+def _transpose_arg(value: str) -> int | None:
+    if value == "auto":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: use auto, or whole semitones such as -5 or 7")
+
+
 def _device_arg(value: str | None):
     return int(value) if value is not None and value.isdigit() else value
 
@@ -221,7 +233,8 @@ def run_live(args) -> int:
     engine = _engine(args)
     style = _style_from_reference(engine, args.reference, None if args.gender == "auto" else args.gender)
     try:
-        converter = StreamingConverter(engine, style, args.block_ms, args.context_ms, args.lookahead_ms)
+        converter = StreamingConverter(engine, style, args.block_ms, args.context_ms, args.lookahead_ms,
+                                       transpose=args.transpose)
     except ValueError as exc:
         raise UserError(str(exc))
     if args.input_file:
@@ -229,6 +242,7 @@ def run_live(args) -> int:
         out, stats = live.run_file(converter, samples, audio.SAMPLE_RATE, speed=args.speed)
         audio.save_audio(args.output_file, out)
         print(stats.summary())
+        print(converter.pitch_summary())
         print(args.output_file)
         return 0
     errors: list[str] = []

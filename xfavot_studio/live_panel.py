@@ -52,6 +52,17 @@ class LivePanel(QWidget):
         self.block.setCurrentIndex(max(0, self.block.findData(int(ctx.settings.value("live/block_ms", 100)))))
         self.block.currentIndexChanged.connect(lambda: ctx.settings.setValue("live/block_ms", self.block.currentData()))
         self.block.setToolTip("Shorter blocks: less latency, more compute per second of audio")
+        self.transpose = QComboBox()
+        self.transpose.addItem("Auto: to the avatar's register", "auto")
+        self.transpose.addItem("Off", "0")
+        for n in range(-12, 13):
+            if n:
+                self.transpose.addItem(f"{n:+d} semitones", str(n))
+        self.transpose.setCurrentIndex(max(0, self.transpose.findData(str(ctx.settings.value("live/transpose", "auto")))))
+        self.transpose.currentIndexChanged.connect(
+            lambda: ctx.settings.setValue("live/transpose", self.transpose.currentData()))
+        self.transpose.setToolTip("Moves the pitch the model follows, as voice changers' transpose: auto listens to "
+                                  "your first 1.5 s of voiced speech and moves it to the avatar's register")
         self.monitor = QCheckBox("Monitor (play the converted voice)")
         self.monitor.setChecked(True)
         self.monitor.toggled.connect(lambda on: self.session and setattr(self.session, "monitor", on))
@@ -68,6 +79,7 @@ class LivePanel(QWidget):
         self.latency = QLabel("Latency: not running")
         self.latency.setWordWrap(True)
         self.dropped = QLabel("Dropped blocks: 0")
+        self.pitch = QLabel("")
         self.state = QLabel("")
         self.state.setWordWrap(True)
 
@@ -76,6 +88,7 @@ class LivePanel(QWidget):
         form.addRow("Microphone", self.input)
         form.addRow("Output (speakers or a virtual cable)", self.output)
         form.addRow("Block", self.block)
+        form.addRow("Pitch", self.transpose)
         form.addRow(self.monitor)
         form.addRow(self.bypass)
         form.addRow("Input level", self.in_level)
@@ -85,6 +98,7 @@ class LivePanel(QWidget):
         box.addWidget(self.avatar, 1)
         box.addWidget(self.latency)
         box.addWidget(self.dropped)
+        box.addWidget(self.pitch)
         box.addWidget(self.state)
 
         left = QVBoxLayout()
@@ -119,6 +133,7 @@ class LivePanel(QWidget):
             self._set_button(False)
             return
         block_ms = float(self.block.currentData())
+        transpose = None if self.transpose.currentData() == "auto" else int(self.transpose.currentData())
         devices = (self.input.currentData(), self.output.currentData())
         factory = self.stream_factory
 
@@ -129,7 +144,7 @@ class LivePanel(QWidget):
             # the avatar of this style: the first bundled face restyled with it
             faces = self.ctx.sample_files("faces")
             avatar = engine.face_from_style(str(faces[0]), style) if faces else None
-            return StreamingConverter(engine, style, block_ms=block_ms), avatar
+            return StreamingConverter(engine, style, block_ms=block_ms, transpose=transpose), avatar
 
         self.state.setText("Preparing the voice…")
         job = self.ctx.worker.submit(prepare, "Live voice")
@@ -187,6 +202,8 @@ class LivePanel(QWidget):
             f"{s.joins_ms:.0f} + compute {s.percentile(50):.0f} (p95 {s.percentile(95):.0f}) + device "
             f"{s.device_latency_ms:.0f}")
         self.dropped.setText(f"Dropped blocks: {s.dropped_blocks} · underruns: {s.underruns} · blocks: {s.blocks}")
+        self.pitch.setText(self.session.converter.pitch_summary())
 
     def shutdown(self) -> None:
         self.stop()
+
