@@ -164,7 +164,8 @@ def evaluate(checkpoint: str | Path, corpus: str | Path, out: str | Path, device
              split: str = "test", vocoder_file: str | Path | None = None, real_speech: str | Path | None = None) -> dict:
     """split: "test" to report, "val" to compare recipes (never tune on the test speakers).
     vocoder_file: a vocoder to use instead of the checkpoint's (a training run's checkpoints have none).
-    real_speech: an `xfavot data real` folder: adds the real-voice check on its test speakers."""
+    real_speech: an `xfavot data real` folder: adds the real-voice check on its test speakers (on
+    its training speakers for split "val")."""
     from PIL import Image
 
     start = time.perf_counter()
@@ -273,7 +274,9 @@ def evaluate(checkpoint: str | Path, corpus: str | Path, out: str | Path, device
                            "distinct_oracle_attribute_sets": len(attrs),
                            "note": "pixel L1 in [0,1]; LPIPS needs backbone weights that cannot be downloaded offline"}
     if real_speech:
-        report["real_voices"] = real_voice_check(engine, oracle, real_speech, test, seed=seed)
+        # a validation run reads the real training speakers: the held-out ones stay for the report
+        report["real_voices"] = real_voice_check(engine, oracle, real_speech, test, seed=seed,
+                                                 split="test" if split == "test" else "train")
     report["seconds"] = round(time.perf_counter() - start, 1)
     (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(markdown(report))
@@ -326,7 +329,7 @@ def real_voice_check(engine: Engine, oracle, real_dir: str | Path, avatars, clip
         return {"clips": len(values), "moved_toward": float(np.mean([sign * v > 0 for v in values])) if values else None,
                 "mean_semitones": float(np.mean(values)) if values else None}
 
-    return {"speakers": len(speakers), "clips": len(rows),
+    return {"split": split, "speakers": len(speakers), "clips": len(rows),
             "avatar_gender_right_auto": float(np.mean(faces["auto"])),
             "avatar_gender_right_known": float(np.mean(faces["known"])),
             "male_voice_to_female_avatar": direction("male->female", +1),
@@ -452,7 +455,8 @@ def markdown(r: dict) -> str:
               f"- {d['note']}", "", "![contact sheet](contact-sheet.png)", ""]
     if "real_voices" in r:
         rv = r["real_voices"]
-        lines += ["## Real voices (held-out real speakers)", "",
+        which = "held-out" if rv.get("split", "test") == "test" else "training-split, not held-out"
+        lines += [f"## Real voices ({which} real speakers)", "",
                   f"{rv['speakers']} speakers, {rv['clips']} clips. Avatar gender right (oracle): "
                   f"{pct(rv['avatar_gender_right_auto'])} with the model's own gender estimate, "
                   f"{pct(rv['avatar_gender_right_known'])} when told the speaker's gender.", "",

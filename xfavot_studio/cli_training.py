@@ -42,7 +42,8 @@ def add_commands(sub) -> None:
     p.add_argument("--split", default="test", choices=("test", "val"),
                    help="held-out speakers to report on (test), or to compare recipes on (val)")
     p.add_argument("--vocoder-file", help="a vocoder file to use instead of the checkpoint's")
-    p.add_argument("--real-speech", metavar="DIR", help="also check real voices: `xfavot data real` folder (test speakers)")
+    p.add_argument("--real-speech", metavar="DIR", help="also check real voices: `xfavot data real` folder (its test speakers; "
+                   "its training speakers with --split val)")
     p.add_argument("--retrieval-speakers", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
 
