@@ -202,6 +202,31 @@ def chunk_spans(total: int, chunk: int, context: int) -> list[tuple[int, int, in
     return spans
 
 
+def _hz_to_mel(f):
+    return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)  # HTK, torchaudio's MelSpectrogram default
+
+
+@functools.lru_cache(maxsize=64)
+def _formant_warp(factor: float, frontend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each mel bin's neighbours (lo, hi) and weight of hi at frequency / factor."""
+    _, f_max = mel_scale_params(frontend)
+    centres = np.linspace(0.0, _hz_to_mel(f_max), N_MELS + 2)[1:-1]  # the filterbank's centre mels
+    centres_hz = 700.0 * (10 ** (centres / 2595.0) - 1)
+    pos = np.interp(_hz_to_mel(centres_hz / factor), centres, np.arange(N_MELS))  # fractional source bin
+    lo = np.floor(pos).astype(np.int64)
+    return torch.from_numpy(lo), torch.from_numpy(np.minimum(lo + 1, N_MELS - 1)), torch.tensor(pos - lo, dtype=torch.float32)
+
+
+def warp_formants(mel: torch.Tensor, factor: float, frontend: str = "xfavot24k") -> torch.Tensor:
+    """A log-mel (80, T) with its frequency axis stretched by `factor` (> 1: formants up), as
+    vocal-tract-length normalisation warps it: each bin reads the one at frequency / factor."""
+    if factor == 1.0:
+        return mel
+    lo, hi, w = (t.to(mel.device) for t in _formant_warp(float(factor), frontend))
+    w = w.to(mel.dtype)[:, None]
+    return mel[lo] * (1 - w) + mel[hi] * w
+
+
 # -- pitch ---------------------------------------------------------------------------------------
 def f0_track(wav: np.ndarray, hop: int = HOP) -> tuple[np.ndarray, np.ndarray]:
     """F0 (Hz) and voicing per frame (T = len // hop + 1; the mel frames at the default hop) of a

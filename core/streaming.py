@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from . import audio
-from .engine import MAX_TRANSPOSE, REGISTER_HOP, semitones_between
+from .engine import MAX_TRANSPOSE, REGISTER_HOP, formant_factor, semitones_between
 
 FRAME_GRID = 4 * audio.HOP  # G_A halves time twice: windows slide by multiples of 4 frames (50 ms)
 
@@ -124,6 +124,7 @@ class StreamingConverter:
         the block to emit, with room for the SOLA shift and the next crossfade."""
         e = self.engine
         mel = e._mel(wav)[:, :-1]  # centred frames: T = window / hop (the last half-frame dropped)
+        mel = audio.warp_formants(mel, formant_factor(self.semitones), e.cfg.mel_frontend)
         with e._lock:
             x = mel[None, None]
             f0_in = e._mel(self.shifted)[:, :-1][None, None] if self.semitones else x

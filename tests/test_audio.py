@@ -176,3 +176,16 @@ def test_a_long_clip_mel_in_pieces_is_exactly_the_whole_mel(monkeypatch, chunk):
     assert torch.equal(pieces, whole)
     batch = np.stack([x, x[::-1].copy()])
     assert torch.equal(audio.log_mel(batch)[1], audio.log_mel(batch[1]))
+
+
+def test_formant_warp_moves_a_resonance_by_the_factor():
+    """A tone's log-mel peak lands where the same tone `factor` times higher has its peak."""
+    t = np.arange(SR) / SR
+    tone = lambda f: (0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32)  # noqa: E731
+    mel = audio.log_mel(tone(700.0))
+    assert torch.equal(audio.warp_formants(mel, 1.0), mel)
+    for factor in (1.26, 0.8):
+        warped = audio.warp_formants(mel, factor)
+        target = audio.log_mel(tone(700.0 * factor))
+        assert abs(int(warped.mean(1).argmax()) - int(target.mean(1).argmax())) <= 1, factor
+        assert warped.shape == mel.shape and torch.isfinite(warped).all()
