@@ -217,14 +217,28 @@ def _formant_warp(factor: float, frontend: str) -> tuple[torch.Tensor, torch.Ten
     return torch.from_numpy(lo), torch.from_numpy(np.minimum(lo + 1, N_MELS - 1)), torch.tensor(pos - lo, dtype=torch.float32)
 
 
+ENVELOPE_CEPSTRA = 13  # mel-cepstral coefficients that make a spectral envelope (MFCC's usual 13)
+
+
+@functools.lru_cache(maxsize=4)
+def _envelope_lifter(device: str) -> torch.Tensor:
+    """(80, 80) projection of a log-mel frame onto its first ENVELOPE_CEPSTRA (orthonormal) DCT coefficients."""
+    dct = torchaudio.functional.create_dct(ENVELOPE_CEPSTRA, N_MELS, norm="ortho")  # (80, K)
+    return (dct @ dct.T).to(device)
+
+
 def warp_formants(mel: torch.Tensor, factor: float, frontend: str = "xfavot24k") -> torch.Tensor:
-    """A log-mel (80, T) with its frequency axis stretched by `factor` (> 1: formants up), as
-    vocal-tract-length normalisation warps it: each bin reads the one at frequency / factor."""
+    """A log-mel (80, T) with its spectral envelope stretched along frequency by `factor` (> 1:
+    formants up), as vocal-tract-length normalisation warps it (each bin reads the envelope at
+    frequency / factor). The fine structure (the resolved harmonics of the low bins) stays put:
+    stretched with the envelope it moves the pitch G_A hears away from the F0 features (see
+    Engine.voice_from_style for what that cost)."""
     if factor == 1.0:
         return mel
     lo, hi, w = (t.to(mel.device) for t in _formant_warp(float(factor), frontend))
     w = w.to(mel.dtype)[:, None]
-    return mel[lo] * (1 - w) + mel[hi] * w
+    envelope = _envelope_lifter(str(mel.device)).to(mel.dtype) @ mel
+    return mel - envelope + envelope[lo] * (1 - w) + envelope[hi] * w
 
 
 # -- pitch ---------------------------------------------------------------------------------------

@@ -380,9 +380,12 @@ class Engine:
         with, converted-speech WER ratio 0.40 / 0.47. Shifting the source itself instead reached
         11.6 % but WER 1.76 (the phase vocoder moves formants too). A deviation from the paper:
         the "transpose" of voice changers, with the F0 features as the carrier. The source mel's
-        formants move along by a third of the semitones (FORMANT_SHARE): on 104 validation pairs
-        of the shipped model one-shot VC's d-vector margin rose by 0.022 (paired, se 0.007;
-        -0.064 -> -0.042), WER ratio 0.42 -> 0.48, F0 error 10.3 % either way."""
+        spectral envelope (formants) moves along by a third of the semitones (FORMANT_SHARE,
+        audio.warp_formants): on 104 validation pairs of the shipped model one-shot VC's d-vector
+        margin rose by 0.019 (paired, se 0.006; -0.064 -> -0.045), WER ratio 0.42 both, face ->
+        voice F0 error 10.3 -> 10.7 %. Stretching the whole mel (harmonics too) gained 0.022 but
+        WER 0.48 and made 50 of 486 real-voice conversions' pitch jump by > 3 semitones (36 of
+        486 for the envelope)."""
         items, many, styles = self._pair_up(sources, style, "voices")
         start = time.perf_counter()
         out = []

@@ -178,14 +178,27 @@ def test_a_long_clip_mel_in_pieces_is_exactly_the_whole_mel(monkeypatch, chunk):
     assert torch.equal(audio.log_mel(batch)[1], audio.log_mel(batch[1]))
 
 
-def test_formant_warp_moves_a_resonance_by_the_factor():
-    """A tone's log-mel peak lands where the same tone `factor` times higher has its peak."""
+
+def test_formant_warp_moves_the_envelope_and_keeps_the_harmonics():
+    """A 120 Hz voice with one formant: warped by `factor`, its envelope peaks where the same voice
+    with the formant `factor` times higher does, and its harmonics (the fine structure) stay."""
     t = np.arange(SR) / SR
-    tone = lambda f: (0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32)  # noqa: E731
-    mel = audio.log_mel(tone(700.0))
+
+    def voice(formant_hz):
+        ks = np.arange(1, int(8000 / 120))
+        amps = np.exp(-0.5 * ((ks * 120.0 - formant_hz) / 250.0) ** 2) + 0.01
+        return (0.3 * sum(a * np.sin(2 * np.pi * k * 120.0 * t) for k, a in zip(ks, amps)) / amps.sum()).astype(np.float32)
+
+    mel = audio.log_mel(voice(1000.0))
     assert torch.equal(audio.warp_formants(mel, 1.0), mel)
+    lifter = audio._envelope_lifter("cpu")
     for factor in (1.26, 0.8):
         warped = audio.warp_formants(mel, factor)
-        target = audio.log_mel(tone(700.0 * factor))
-        assert abs(int(warped.mean(1).argmax()) - int(target.mean(1).argmax())) <= 1, factor
+        target = audio.log_mel(voice(1000.0 * factor))
+        peak = lambda m: int((lifter @ m).mean(1).argmax())  # noqa: E731
+        # measured: 1,000 Hz at bin 24; x1.26: 28 (the voice with its formant there: 27), x0.8: 20 (22)
+        moved = (peak(warped) - peak(mel)) * np.sign(factor - 1)
+        assert abs(peak(warped) - peak(target)) <= 2 and moved >= 3, factor
+        fine = lambda m: (m - lifter @ m).mean(1)[:20].numpy()  # noqa: E731  the harmonics below ~600 Hz
+        assert np.corrcoef(fine(warped), fine(mel))[0, 1] > 0.95  # 1.000 measured; a plain stretch gave 0.26
         assert warped.shape == mel.shape and torch.isfinite(warped).all()
