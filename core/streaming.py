@@ -72,7 +72,7 @@ class StreamingConverter:
     VOCODER_CONTEXT_FRAMES = 24  # the Vocos backbone sees +-19 frames; Griffin-Lim is local too
     SETTLE_VOICED_SECONDS = 1.5  # auto transposition: voiced speech heard before it is fixed
     YIN_FRAME = 2048             # core.audio.f0_track's frame: the left context a block's F0 needs
-    SHIFT_CONTEXT = 2 * 2048     # left context of the newest audio's pitch shift (two phase-vocoder frames)
+    SHIFT_CONTEXT = 2048         # left context of the newest audio's pitch shift (a phase-vocoder frame)
     QUIET_RMS = 10 ** (-45 / 20)  # blocks below -45 dBFS are not listened to for the register
 
     def __init__(self, engine, style, block_ms: float = 100.0, context_ms: float = 2000.0,
@@ -127,7 +127,9 @@ class StreamingConverter:
         mel = audio.warp_formants(mel, formant_factor(self.semitones), e.cfg.mel_frontend)
         with e._lock:
             x = mel[None, None]
-            f0_in = e._mel(self.shifted)[:, :-1][None, None] if self.semitones else x
+            # float32 STFT for the F0 features alone: 3x faster, and JDC was trained on such crops
+            f0_in = audio.log_mel(self.shifted, e.cfg.mel_frontend, precise=False)[:, :-1].to(e.device)[None, None] \
+                if self.semitones else x
             y = e.nets["generator_audio"](x, self.style, e.nets["jdc"].get_feature(f0_in))[0, 0]
         start = self.context - self.search
         end = self.context + self.block + self.crossfade + self.search
