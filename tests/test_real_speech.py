@@ -75,6 +75,26 @@ def test_resume_reuses_finished_speakers(real_dir, packages, monkeypatch):
     assert after["speakers"] == json.loads(before)["speakers"]
 
 
+def test_a_speakers_clips_do_not_depend_on_other_speakers(tmp_path, monkeypatch):
+    """Subsampled clips are drawn per speaker: another subsampled speaker before it (another
+    package installed, or finished before a resume) leaves its choice alone."""
+    monkeypatch.setattr(real_speech, "MAX_CLIPS", 3)
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    for k in range(12):  # 220 ways to choose 3
+        sf.write(prompts / f"p{k:02d}.wav", 0.3 * speech_like(1.0, f0=150 + 10 * k, seed=k), audio.SAMPLE_RATE)
+    source = lambda name: Source(name, f"{name}-pkg", "GPL-2", "en", "", f"{prompts}/*.wav", speaker="x",  # noqa: E731
+                                 genders={"x": "male"})
+    chosen = []
+    for sources in ((source("b"),), (source("a"), source("b"))):
+        monkeypatch.setattr(real_speech, "SOURCES", sources)
+        out = tmp_path / f"out{len(sources)}"
+        prepare_real_speech(out, progress=False)
+        clips = sorted((out / "audio" / "b").glob("*.flac"))
+        chosen.append([round(float(np.abs(sf.read(p)[0]).sum()), 3) for p in clips])
+    assert len(chosen[0]) == 3 and chosen[0] == chosen[1]
+
+
 def test_nothing_installed_is_a_clear_error(tmp_path, monkeypatch):
     from conftest import expect_user_error
 

@@ -24,6 +24,7 @@ import re
 import subprocess
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,7 +176,6 @@ def prepare_real_speech(out: str | Path, test_speakers: tuple[str, ...] = REAL_T
         raise UserError("no real speech found; install the Debian packages listed by `xfavot data real --list`")
     start = time.perf_counter()
     speakers, utterances = [], []
-    rng = np.random.default_rng(0)
     for sid, entry in tqdm(sorted(found.items()), desc="real speech", unit="speaker", disable=not progress):
         folder = out / "audio" / sid
         done = folder / "speaker.json"
@@ -184,6 +184,9 @@ def prepare_real_speech(out: str | Path, test_speakers: tuple[str, ...] = REAL_T
         else:
             files = entry["files"]
             if not entry["sources"][0].join and len(files) > MAX_CLIPS:
+                # seeded by the speaker alone: the same clips whatever else is installed or was
+                # finished before a resume (one generator for all speakers drew differently then)
+                rng = np.random.default_rng(zlib.crc32(sid.encode()))
                 files = sorted(rng.choice(files, size=MAX_CLIPS, replace=False))
             waves = []
             for path in files:
