@@ -206,13 +206,16 @@ def _hz_to_mel(f):
     return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)  # HTK, torchaudio's MelSpectrogram default
 
 
+def _mel_to_hz(m):
+    return 700.0 * (10 ** (np.asarray(m) / 2595.0) - 1.0)
+
+
 @functools.lru_cache(maxsize=64)
 def _formant_warp(factor: float, frontend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each mel bin's neighbours (lo, hi) and weight of hi at frequency / factor."""
     _, f_max = mel_scale_params(frontend)
     centres = np.linspace(0.0, _hz_to_mel(f_max), N_MELS + 2)[1:-1]  # the filterbank's centre mels
-    centres_hz = 700.0 * (10 ** (centres / 2595.0) - 1)
-    pos = np.interp(_hz_to_mel(centres_hz / factor), centres, np.arange(N_MELS))  # fractional source bin
+    pos = np.interp(_hz_to_mel(_mel_to_hz(centres) / factor), centres, np.arange(N_MELS))  # fractional source bin
     lo = np.floor(pos).astype(np.int64)
     return torch.from_numpy(lo), torch.from_numpy(np.minimum(lo + 1, N_MELS - 1)), torch.tensor(pos - lo, dtype=torch.float32)
 
