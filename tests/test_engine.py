@@ -93,6 +93,34 @@ def test_a_voice_without_a_given_gender_gets_the_head_of_its_register(engine):
                                  .astype(np.float32)).gender in engine.cfg.genders
 
 
+def test_faces_from_a_voice_keep_the_voices_gender(engine, media, monkeypatch):
+    """A face the read-out is not sure is of the voice's gender is made again with the style moved
+    toward that gender's mean latent style; faces from other styles are left alone."""
+    import torch
+
+    genders, dim = engine.cfg.genders, engine.nets["style_encoder_image"].shared.out_dim
+
+    def every_face_reads(gender):  # a read-out that is certain of one gender whatever the face
+        bias = torch.full((len(genders),), -20.0)
+        bias[genders.index(gender)] = 20.0
+        return torch.zeros(len(genders), dim), bias
+
+    sources = [media / "face.png", media / "face64.png", media / "face.png"]  # 3: over the batch of 2
+    voice = engine.style_of_voice(speech_like(1.5, f0=230.0))
+    assert voice.gender == "female" and voice.source == "voice"
+    as_array = lambda faces: np.stack([np.asarray(f) for f in faces])  # noqa: E731
+    plain = as_array(engine.face_from_style(sources, voice, hold_gender=False))
+    monkeypatch.setattr(engine, "face_gender", every_face_reads("female"))
+    np.testing.assert_array_equal(as_array(engine.face_from_style(sources, voice)), plain)  # sure already: kept
+    monkeypatch.setattr(engine, "face_gender", every_face_reads("male"))
+    mean = Style(engine._gender_mean_styles()[genders.index("female")].numpy(), "female", "latent")
+    never_sure = as_array(engine.face_from_style(sources, voice))  # every step tried: the last is the mean style
+    np.testing.assert_array_equal(never_sure, as_array(engine.face_from_style(sources, mean)))
+    assert np.abs(never_sure.astype(int) - plain).mean() > 1
+    from_a_face = Style(voice.vector, "female", "face")
+    np.testing.assert_array_equal(as_array(engine.face_from_style(sources, from_a_face)), plain)
+
+
 def test_short_reference_voice_is_padded_for_the_style_encoder(engine):
     s = engine.style_of_voice(speech_like(0.4), "female")  # 41 frames < the 80 E_A needs
     assert np.isfinite(s.vector).all()
