@@ -380,7 +380,11 @@ class Engine:
         if self.face_gender is None or all(g is None for g in genders):
             return y
         target = torch.tensor([self.cfg.genders.index(g) if g in self.cfg.genders else -1 for g in genders], device=y.device)
-        todo = (target >= 0) & (self._face_gender_probs(y).gather(1, target.clamp_min(0)[:, None])[:, 0] < GENDER_CONFIDENCE)
+
+        def unsure(faces, of):
+            return self._face_gender_probs(faces).gather(1, of.clamp_min(0)[:, None])[:, 0] < GENDER_CONFIDENCE
+
+        todo = (target >= 0) & unsure(y, target)
         means = self._gender_mean_styles()
         toward = means - (means.sum(0, keepdim=True) - means) / max(len(means) - 1, 1)  # each gender's mean minus the others'
         for t in GENDER_STEPS:
@@ -388,14 +392,14 @@ class Engine:
                 break
             idx = todo.nonzero()[:, 0]
             y[idx] = self.nets["generator_image"](x[idx], s[idx] + t * toward[target[idx]])
-            sure = self._face_gender_probs(y[idx]).gather(1, target[idx][:, None])[:, 0] >= GENDER_CONFIDENCE
-            todo[idx] = ~sure
+            todo[idx] = unsure(y[idx], target[idx])
         return y
 
     def _face_gender_probs(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.face_gender
         return (self.nets["style_encoder_image"].shared(x) @ weight.T + bias).softmax(1)  # (B, genders)
 
+    @torch.inference_mode()
     def _gender_mean_styles(self) -> torch.Tensor:
         """(genders, style_dim): the mapping network's mean style per gender over 2,048 fixed latents."""
         if self._gender_means is None:
