@@ -32,7 +32,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from core.audio import MALE_BELOW_HZ, SAMPLE_RATE, median_f0, normalize_loudness, resample
+from core.audio import MALE_BELOW_HZ, SAMPLE_RATE, gender_from_f0, median_f0, normalize_loudness, resample
 from core.checkpoint import atomic_write
 from core.errors import UserError, require_format
 
@@ -203,7 +203,7 @@ def prepare_real_speech(out: str | Path, test_speakers: tuple[str, ...] = REAL_T
             f0 = median_f0(clips)
             source = entry["sources"][0]
             known = source.genders.get(entry["speaker"])
-            gender = known or ("male" if f0 < MALE_BELOW_HZ else "female")
+            gender = known or gender_from_f0(f0) or "female"  # no voiced frame: as before, "female"
             names = []
             for k, wav in enumerate(clips):
                 path = folder / f"{k:03d}.flac"
