@@ -174,11 +174,12 @@ class StreamingConverter:
     def _shift_newest(self) -> None:
         """Slide the shifted ring by a block and redo its newest block + held-back audio (the last
         call shifted that without right context; the holdback, >= 50 ms, covers the phase
-        vocoder's 43 ms edge)."""
+        vocoder's 43 ms edge). Untransposed, the ring is not read (auto fills it whole on settling)."""
+        if not self.semitones:
+            return
         self.shifted = np.concatenate([self.shifted[self.block:], np.zeros(self.block, np.float32)])
-        if self.semitones:
-            n = self.block + self.holdback
-            self.shifted[-n:] = audio.pitch_shift(self.buffer[-(n + self.SHIFT_CONTEXT):], self.semitones)[-n:]
+        n = self.block + self.holdback
+        self.shifted[-n:] = audio.pitch_shift(self.buffer[-(n + self.SHIFT_CONTEXT):], self.semitones)[-n:]
 
     def _step(self) -> np.ndarray:
         t0 = time.perf_counter()
