@@ -244,6 +244,31 @@ def warp_formants(mel: torch.Tensor, factor: float, frontend: str = "xfavot24k")
     return mel - envelope + envelope[lo] * (1 - w) + envelope[hi] * w
 
 
+SPEECH_FLOOR_DB = 30.0   # frames this far below a clip's loudest are pauses, not speech
+MEL_UNIT_DB = MEL_STD * 10 / math.log(10)  # one unit of the normalised log-mel (power), in dB
+
+
+def speech_envelope(mel: torch.Tensor) -> torch.Tensor:
+    """(80,) long-term spectral envelope of a log-mel (80, T): its speech frames (within
+    SPEECH_FLOOR_DB of the loudest) averaged, then lifted to ENVELOPE_CEPSTRA mel-cepstra, so
+    that it holds the voice's timbre (vocal tract, voice quality, microphone) and not the words."""
+    level = mel.mean(0)
+    speech = mel[:, level >= level.max() - SPEECH_FLOOR_DB / MEL_UNIT_DB]
+    return _envelope_lifter(str(mel.device)).to(mel.dtype) @ speech.mean(1)
+
+
+def match_envelope(mel: torch.Tensor, envelope: torch.Tensor, strength: float = 1.0,
+                   max_db: float = 12.0) -> torch.Tensor:
+    """The log-mel (80, T) with a fixed equaliser that moves its speech envelope `strength` of the
+    way to `envelope` (80,), each band by at most `max_db` (the long-term-average-spectrum match
+    of audio production's "match EQ")."""
+    if strength == 0.0:
+        return mel
+    limit = max_db / MEL_UNIT_DB
+    gain = (strength * (envelope.to(mel) - speech_envelope(mel))).clamp(-limit, limit)
+    return mel + gain[:, None]
+
+
 # -- pitch ---------------------------------------------------------------------------------------
 def f0_track(wav: np.ndarray, hop: int = HOP) -> tuple[np.ndarray, np.ndarray]:
     """F0 (Hz) and voicing per frame (T = len // hop + 1; the mel frames at the default hop) of a

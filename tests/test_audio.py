@@ -179,16 +179,18 @@ def test_a_long_clip_mel_in_pieces_is_exactly_the_whole_mel(monkeypatch, chunk):
 
 
 
+def one_formant_voice(formant_hz: float, f0: float = 120.0) -> np.ndarray:
+    """1 s of harmonics of f0 under one formant (a Gaussian bump, 250 Hz wide) at formant_hz."""
+    t = np.arange(SR) / SR
+    ks = np.arange(1, int(8000 / f0))
+    amps = np.exp(-0.5 * ((ks * f0 - formant_hz) / 250.0) ** 2) + 0.01
+    return (0.3 * sum(a * np.sin(2 * np.pi * k * f0 * t) for k, a in zip(ks, amps)) / amps.sum()).astype(np.float32)
+
+
 def test_formant_warp_moves_the_envelope_and_keeps_the_harmonics():
     """A 120 Hz voice with one formant: warped by `factor`, its envelope peaks where the same voice
     with the formant `factor` times higher does, and its harmonics (the fine structure) stay."""
-    t = np.arange(SR) / SR
-
-    def voice(formant_hz):
-        ks = np.arange(1, int(8000 / 120))
-        amps = np.exp(-0.5 * ((ks * 120.0 - formant_hz) / 250.0) ** 2) + 0.01
-        return (0.3 * sum(a * np.sin(2 * np.pi * k * 120.0 * t) for k, a in zip(ks, amps)) / amps.sum()).astype(np.float32)
-
+    voice = one_formant_voice
     mel = audio.log_mel(voice(1000.0))
     assert torch.equal(audio.warp_formants(mel, 1.0), mel)
     lifter = audio._envelope_lifter("cpu")
@@ -202,3 +204,26 @@ def test_formant_warp_moves_the_envelope_and_keeps_the_harmonics():
         fine = lambda m: (m - lifter @ m).mean(1)[:20].numpy()  # noqa: E731  the harmonics below ~600 Hz
         assert np.corrcoef(fine(warped), fine(mel))[0, 1] > 0.95  # 1.000 measured; a plain stretch gave 0.26
         assert warped.shape == mel.shape and torch.isfinite(warped).all()
+
+
+def test_speech_envelope_ignores_pauses_and_match_envelope_moves_it():
+    """The envelope is the voice's, whatever the pauses; matching moves a voice's envelope onto
+    another's (within the per-band limit) and keeps its fine structure."""
+    low, high = one_formant_voice(800.0), one_formant_voice(2000.0, f0=210.0)
+    rng = np.random.default_rng(0)
+    paused = np.concatenate([low, 1e-4 * rng.standard_normal(SR).astype(np.float32)])  # a second of room hiss
+    env_low, env_high = audio.speech_envelope(audio.log_mel(low)), audio.speech_envelope(audio.log_mel(high))
+    assert env_low.shape == (80,)
+    assert (audio.speech_envelope(audio.log_mel(paused)) - env_low).abs().max() < 0.05
+    assert (env_low - env_high).abs().max() > 0.5  # different voices (in normalised log-mel units)
+
+    mel = audio.log_mel(low)
+    assert torch.equal(audio.match_envelope(mel, env_high, 0.0), mel)
+    matched = audio.match_envelope(mel, env_high, 1.0, max_db=200.0)
+    assert (audio.speech_envelope(matched) - env_high).abs().max() < 1e-3
+    half = audio.match_envelope(mel, env_high, 0.5, max_db=200.0)
+    assert torch.allclose(audio.speech_envelope(half), (env_low + env_high) / 2, atol=1e-3)
+    lifter = audio._envelope_lifter("cpu")
+    assert torch.allclose(matched - lifter @ matched, mel - lifter @ mel, atol=1e-4)  # the harmonics stay
+    limited = audio.match_envelope(mel, env_high, 1.0, max_db=6.0)
+    assert (limited - mel).abs().max() <= 6.0 / audio.MEL_UNIT_DB + 1e-6
