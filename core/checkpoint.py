@@ -246,10 +246,12 @@ SHIPPED_MODULES = ("generator_image", "generator_audio", "style_encoder_image", 
 
 # read-outs fitted on a trained model (training/readouts.py), their fits in meta["readouts"]:
 # a face's gender from E_I's trunk (face_gender.weight (genders, D), .bias) and a style's voice
-# register, log median F0 (f0_register.weight (style_dim,), .bias (1,))
+# register, log median F0 (f0_register.weight (style_dim,), .bias (1,)); and the training faces'
+# styles per gender (face_styles.<gender> (identities, style_dim)) that voice styles snap onto
 FACE_GENDER_PREFIX = "face_gender"
 F0_REGISTER_PREFIX = "f0_register"
-READOUT_PREFIXES = (FACE_GENDER_PREFIX + ".", F0_REGISTER_PREFIX + ".")
+FACE_STYLES_PREFIX = "face_styles"
+READOUT_PREFIXES = (FACE_GENDER_PREFIX + ".", F0_REGISTER_PREFIX + ".", FACE_STYLES_PREFIX + ".")
 
 # a vocoder's config and its measured comparison with Griffin-Lim: they travel with its weights
 VOCODER_META = ("vocoder", "preferred_vocoder", "vocoder_comparison")

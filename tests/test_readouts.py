@@ -51,11 +51,16 @@ def test_attached_readouts_decide_auto_gender_and_the_transposition_and_survive_
     with_readouts = tmp_path / "with.safetensors"
     info = attach_readouts(tiny_checkpoint, corpus, with_readouts, per_speaker=2)
     assert info["face_gender"]["train_faces"] > 0 and info["f0_register"]["train_styles"] > 0
+    trained = [s for s in synth.load_manifest(corpus)["speakers"] if s["split"] == "train"]
+    assert info["face_styles"] == {g: sum(s["gender"] == g for s in trained) for g in ("female", "male")}
     assert checkpoint.load_tensors(with_readouts)[1]["meta"]["readouts"] == info
 
     plain = Engine(align_faces=False)
     plain.load(tiny_checkpoint, "cpu")
     assert plain.face_gender is None and plain.f0_register is None  # the fallbacks decide
+    assert plain.face_styles == {}
+    voice = plain.style_of_voice(speech_like(1.5, f0=220.0))
+    assert plain.snap_to_faces(voice) is voice  # nothing to snap onto
     latent = plain.sample_style("female", 0)
     assert plain.register_of(latent) is None and plain.transposition(speech_like(1.0), latent) == 0
 
@@ -94,5 +99,40 @@ def test_attached_readouts_decide_auto_gender_and_the_transposition_and_survive_
     again.load(exported, "cpu")
     torch.testing.assert_close(again.face_gender[0], weight.half().float())
     assert again.f0_register is not None
+    assert {g: len(v) for g, v in again.face_styles.items()} == info["face_styles"]
     mixed = Style(latent.vector, "female", "mix")
     assert mixed.f0_hz is None and again.register_of(mixed) is not None
+
+
+def test_a_voice_style_snaps_onto_the_nearest_face_styles_of_its_gender(engine):
+    """snap_to_faces: the softmax(cosine / temperature)-weighted mean of the nearest training-face
+    styles of the voice's gender; face_from_style uses it for voice styles only (snap=False: never)."""
+    from core import engine as engine_module
+
+    gen = torch.Generator().manual_seed(0)
+    dim = engine.cfg.style_dim
+    bank = {"female": torch.randn(6, dim, generator=gen), "male": torch.randn(5, dim, generator=gen)}
+    engine.face_styles = bank
+    try:
+        near = bank["female"][2] + 0.05 * torch.randn(dim, generator=gen)
+        voice = Style(near.numpy(), "female", "voice", f0_hz=200.0)
+        snapped = engine.snap_to_faces(voice)
+        assert (snapped.gender, snapped.source, snapped.f0_hz) == ("female", "voice", 200.0)
+        cos = torch.nn.functional.cosine_similarity(bank["female"], near[None], dim=1)
+        top = cos.topk(engine_module.SNAP_NEIGHBOURS)
+        expected = (top.values / engine_module.SNAP_TEMPERATURE).softmax(0) @ bank["female"][top.indices]
+        np.testing.assert_allclose(snapped.vector, expected.numpy(), atol=1e-5)
+        target = bank["female"][2].numpy()
+        assert np.linalg.norm(snapped.vector - target) < np.linalg.norm(near.numpy() - target)
+        as_male = engine.snap_to_faces(Style(near.numpy(), "male", "voice"))  # its own gender's faces only
+        assert min(np.linalg.norm(as_male.vector - b.numpy()) for b in bank["female"]) > 1.0
+
+        face = Image.new("RGB", (64, 64), (200, 150, 120))
+        made = np.asarray(engine.face_from_style(face, voice, hold_gender=False))
+        as_face_style = Style(snapped.vector, "female", "face")
+        np.testing.assert_array_equal(made, np.asarray(engine.face_from_style(face, as_face_style)))
+        raw = np.asarray(engine.face_from_style(face, voice, hold_gender=False, snap=False))
+        np.testing.assert_array_equal(raw, np.asarray(engine.face_from_style(face, Style(voice.vector, "female", "face"))))
+        assert np.abs(raw.astype(int) - made).mean() > 0.5
+    finally:
+        engine.face_styles = {}

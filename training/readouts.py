@@ -14,6 +14,10 @@
   G_A converts it (a voice reference's own F0 is measured instead): G_A, trained a few thousand
   steps, keeps too much of the source's pitch (see core/engine.py `voice_from_style`).
 
+- **face styles** (`face_styles.<gender>` (identities, style_dim)): each training identity's
+  mean E_I style over up to `per_speaker` of its faces, by gender. Faces made from a voice take
+  the voice's style snapped onto these (core/engine.py `snap_to_faces`).
+
 Each fit's numbers on the corpus's validation speakers are kept in the file's meta["readouts"].
 A model fine-tuned later has a new E_I and starts without read-outs (the fallbacks apply).
 """
@@ -88,13 +92,22 @@ def register_samples(engine: Engine, speakers, per_speaker: int) -> tuple[torch.
     return torch.tensor(np.stack(styles)), torch.tensor(targets, dtype=torch.float32), kinds
 
 
+def face_styles(engine: Engine, speakers, per_speaker: int) -> dict[str, torch.Tensor]:
+    """gender -> (identities, style_dim): each speaker's mean E_I style over its first faces."""
+    out: dict[str, list[np.ndarray]] = {}
+    for s in speakers:
+        styles = [engine.style_of_face(p, s.gender).vector for p in s.faces[:per_speaker]]
+        out.setdefault(s.gender, []).append(np.mean(styles, axis=0))
+    return {g: torch.tensor(np.stack(v)) for g, v in out.items()}
+
+
 def register_error(weight, bias, styles, targets) -> float:
     """Mean relative error of the predicted F0 (Hz)."""
     return float((torch.exp(styles @ weight + bias - targets) - 1).abs().mean())
 
 
 def attach_readouts(model_path: str | Path, corpus: str | Path, out: str | Path, per_speaker: int = 8) -> dict:
-    """Fit both read-outs on the corpus's training split, report them on its validation split and
+    """Fit the read-outs on the corpus's training split, report them on its validation split and
     write MODEL + read-outs to `out`. Returns what goes into meta["readouts"]."""
     engine = Engine(align_faces=False)
     engine.load(model_path, "cpu", vocoder="griffin-lim")
@@ -108,6 +121,8 @@ def attach_readouts(model_path: str | Path, corpus: str | Path, out: str | Path,
     x, y = face_features(engine, with_faces, per_speaker)
     gender_w, gender_b = fit_logistic(x, y, len(engine.cfg.genders))
     info = {"face_gender": {"train_faces": len(y), "train_accuracy": accuracy(gender_w, gender_b, x, y)}}
+    bank = face_styles(engine, with_faces, per_speaker // 2)
+    info["face_styles"] = {g: len(v) for g, v in bank.items()}
     styles, targets, _ = register_samples(engine, [s for s in train if s.voices], per_speaker // 2)
     register_w, register_b = fit_ridge(styles, targets)
     info["f0_register"] = {"train_styles": len(targets),
@@ -120,10 +135,11 @@ def attach_readouts(model_path: str | Path, corpus: str | Path, out: str | Path,
             rows = torch.tensor([k == kind for k in kinds])
             info["f0_register"][f"val_rel_error_from_{kind}s"] = register_error(register_w, register_b, sv[rows], tv[rows])
     tensors, header = checkpoint.load_tensors(model_path)
-    prefixes = checkpoint.READOUT_PREFIXES  # (face gender, register)
+    prefixes = checkpoint.READOUT_PREFIXES  # (face gender, register, face styles)
     tensors = {k: v for k, v in tensors.items() if not k.startswith(prefixes)}
     tensors.update({prefixes[0] + "weight": gender_w.contiguous(), prefixes[0] + "bias": gender_b.contiguous(),
                     prefixes[1] + "weight": register_w.contiguous(), prefixes[1] + "bias": register_b.reshape(1)})
+    tensors.update({prefixes[2] + g: v.contiguous() for g, v in bank.items()})
     header.setdefault("meta", {})["readouts"] = info
     checkpoint.save_tensors(out, tensors, header)
     return info
