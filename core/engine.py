@@ -366,8 +366,9 @@ class Engine:
         aligns directions only) and made streaked faces. On the validation speakers (52 faces,
         the shipped model) voice -> face attribute accuracy 0.697 -> 0.740 (gender 0.94 -> 0.98,
         age 0.33 -> 0.48, build 0.83 -> 0.77, energy 0.69 -> 0.73); the nearest one face style
-        alone also 0.740, 16 neighbours 0.736. A deviation from the paper, where E_A's style goes
-        to G_I as it is.
+        alone also 0.740, 16 neighbours 0.736; real training-split voices' avatar gender 82.1 ->
+        85.2 % (estimated gender), 94.9 -> 99.9 % (told). A deviation from the paper, where E_A's
+        style goes to G_I as it is.
 
         hold_gender: a face made from a *voice's* style keeps the voice's gender (`_hold_gender`).
         E_A's styles of real voices often land between the genders' faces: on the real speakers
