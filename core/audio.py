@@ -257,16 +257,21 @@ def speech_envelope(mel: torch.Tensor) -> torch.Tensor:
     return _envelope_lifter(str(mel.device)).to(mel.dtype) @ speech.mean(1)
 
 
+def envelope_gain(mel: torch.Tensor, envelope: torch.Tensor, strength: float = 1.0,
+                  max_db: float = 12.0) -> torch.Tensor:
+    """(80,) the equaliser, in normalised log-mel units a band, that moves the speech envelope of
+    a log-mel (80, T) `strength` of the way to `envelope` (80,), each band by at most `max_db`."""
+    limit = max_db / MEL_UNIT_DB
+    return (strength * (envelope.to(mel) - speech_envelope(mel))).clamp(-limit, limit)
+
+
 def match_envelope(mel: torch.Tensor, envelope: torch.Tensor, strength: float = 1.0,
                    max_db: float = 12.0) -> torch.Tensor:
-    """The log-mel (80, T) with a fixed equaliser that moves its speech envelope `strength` of the
-    way to `envelope` (80,), each band by at most `max_db` (the long-term-average-spectrum match
-    of audio production's "match EQ")."""
+    """The log-mel (80, T) through a fixed equaliser (`envelope_gain`) onto `envelope`: the
+    long-term-average-spectrum match of audio production's "match EQ"."""
     if strength == 0.0:
         return mel
-    limit = max_db / MEL_UNIT_DB
-    gain = (strength * (envelope.to(mel) - speech_envelope(mel))).clamp(-limit, limit)
-    return mel + gain[:, None]
+    return mel + envelope_gain(mel, envelope, strength, max_db)[:, None]
 
 
 # -- pitch ---------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from . import audio
-from .engine import MAX_TRANSPOSE, REGISTER_HOP, formant_factor, semitones_between
+from .engine import ENVELOPE_MATCH, MAX_TRANSPOSE, REGISTER_HOP, formant_factor, semitones_between
 
 FRAME_GRID = 4 * audio.HOP  # G_A halves time twice: windows slide by multiples of 4 frames (50 ms)
 
@@ -74,6 +74,7 @@ class StreamingConverter:
     YIN_FRAME = 2048             # core.audio.f0_track's frame: the left context a block's F0 needs
     SHIFT_CONTEXT = 2048         # left context of the newest audio's pitch shift (a phase-vocoder frame)
     QUIET_RMS = 10 ** (-45 / 20)  # blocks below -45 dBFS are not listened to for the register
+    EQ_FOLLOW_SECONDS = 1.0       # how fast the envelope equaliser follows the converted speech
 
     def __init__(self, engine, style, block_ms: float = 100.0, context_ms: float = 2000.0,
                  lookahead_ms: float = 0.0, crossfade_ms: float = 30.0, search_ms: float = 10.0,
@@ -104,6 +105,10 @@ class StreamingConverter:
         self.settled = transpose is not None or self.target_hz is None   # False: auto, still listening
         self.heard_f0: list[float] = []                                # voiced F0 (Hz) while listening
         self.shifted = np.zeros(self.window, np.float32)               # `buffer` moved by `semitones`
+        # toward a voice: the equaliser onto its envelope (as offline), from the converted window's
+        # speech, followed with a time constant of EQ_FOLLOW_SECONDS while the speaker talks
+        self.envelope = torch.from_numpy(style.envelope) if style.envelope is not None and ENVELOPE_MATCH else None
+        self.gain: torch.Tensor | None = None
 
     def timings(self) -> StreamTimings:
         """Where the algorithmic latency goes: block + what is held back after it (lookahead,
@@ -131,12 +136,24 @@ class StreamingConverter:
             f0_in = audio.log_mel(self.shifted, e.cfg.mel_frontend, precise=False)[:, :-1].to(e.device)[None, None] \
                 if self.semitones else x
             y = e.nets["generator_audio"](x, self.style, e.nets["jdc"].get_feature(f0_in))[0, 0]
+        y = self._equalise(y)
         start = self.context - self.search
         end = self.context + self.block + self.crossfade + self.search
         f0 = max(0, start // audio.HOP - self.VOCODER_CONTEXT_FRAMES)
         f1 = min(y.shape[-1], -(-end // audio.HOP) + self.VOCODER_CONTEXT_FRAMES)
         voiced = e.vocoder(y[:, f0:f1]).numpy()                  # (f1 - f0) * hop samples from f0 * hop
         return voiced[start - f0 * audio.HOP: end - f0 * audio.HOP]
+
+    def _equalise(self, y: torch.Tensor) -> torch.Tensor:
+        """The converted window through the envelope equaliser (audio.envelope_gain, as
+        Engine.voice_from_style applies it to a whole clip), updated only while the newest block is speech."""
+        if self.envelope is None:
+            return y
+        if np.sqrt(np.mean(self.buffer[-self.block:] ** 2)) >= self.QUIET_RMS:
+            gain = audio.envelope_gain(y, self.envelope, ENVELOPE_MATCH)
+            follow = min(1.0, self.block / audio.SAMPLE_RATE / self.EQ_FOLLOW_SECONDS)
+            self.gain = gain if self.gain is None else self.gain + follow * (gain - self.gain)
+        return y if self.gain is None else y + self.gain[:, None]
 
     def _sola_offset(self, new: np.ndarray) -> int:
         """Offset in [0, 2 * search] where `new` best continues the previous tail."""
