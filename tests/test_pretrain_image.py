@@ -48,3 +48,22 @@ def test_pretraining_lowers_the_pair_error_and_resumes_as_if_unbroken(tmp_path):
     for key, value in checkpoint.load_tensors(tmp_path / "a.safetensors")[0].items():
         torch.testing.assert_close(value, unbroken[key])
     assert (tmp_path / "a.png").is_file()
+
+
+def test_polishing_a_model_trains_its_generator_alone_and_keeps_the_rest(tmp_path, tiny_checkpoint):
+    """--init MODEL --freeze-encoder: G_I learns the pairs with MODEL's E_I as it is; OUT is MODEL
+    with G_I replaced, every other tensor and the header's config untouched."""
+    bank = small_bank(tmp_path, identities=4)
+    out = tmp_path / "polished.safetensors"
+    run = dict(bank=bank, batch_size=4, checkpoint_every=100, progress=False, init=tiny_checkpoint, freeze_encoder=True)
+    first = pretrain_image(None, out, 5, **run)
+    result = pretrain_image(None, out, 40, resume=True, **run)
+    assert result["steps"] == 40 and result["val_pair_l1"] < first["val_pair_l1"]
+    before, header = checkpoint.load_tensors(tiny_checkpoint)
+    after, new_header = checkpoint.load_tensors(out)
+    assert after.keys() == before.keys() and new_header["config"] == header["config"]
+    changed = {k.split(".", 1)[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"generator_image"}
+    assert new_header["meta"]["image_polish"]["trained"] == ["generator_image"]
+    nets, _, _, _ = checkpoint.load_model(out)  # loads as a model, the whole of it
+    assert "generator_audio" in nets and "style_encoder_image" in nets

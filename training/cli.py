@@ -101,6 +101,10 @@ def add_pretrain_image_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--model-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override the preset's architecture, as for `xfavot train` (give the same to both)")
+    p.add_argument("--init", metavar="MODEL", help="start from this model's G_I and E_I (its architecture); OUT is then "
+                   "MODEL with the trained networks replaced")
+    p.add_argument("--freeze-encoder", action="store_true",
+                   help="train G_I alone; E_I (and the style space the rest of MODEL was fitted to) stays")
 
 
 def run_pretrain_image(args) -> dict:
@@ -109,13 +113,18 @@ def run_pretrain_image(args) -> dict:
 
     from .pretrain_image import pretrain_image
 
-    model_cfg = preset(args.preset, **parse_settings(args.model_set, ModelConfig, "--model-set"))
+    if args.init and args.model_set:
+        raise UserError("--model-set does not apply with --init: the architecture is the initial model's")
+    if args.freeze_encoder and not args.init:
+        raise UserError("--freeze-encoder keeps a trained E_I: give the model with --init")
+    model_cfg = None if args.init else preset(args.preset, **parse_settings(args.model_set, ModelConfig, "--model-set"))
     stop = threading.Event()  # Ctrl-C / SIGTERM: save a checkpoint at the next step and exit
     handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         result = pretrain_image(model_cfg, args.out, args.steps, str(resolve_device(args.device)), args.batch_size,
                                 args.lr, args.seed, args.resume, args.checkpoint_every,
-                                should_stop=lambda step: stop.is_set())
+                                should_stop=lambda step: stop.is_set(), init=args.init,
+                                freeze_encoder=args.freeze_encoder)
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
