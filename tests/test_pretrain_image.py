@@ -65,5 +65,6 @@ def test_polishing_a_model_trains_its_generator_alone_and_keeps_the_rest(tmp_pat
     changed = {k.split(".", 1)[0] for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"generator_image"}
     assert new_header["meta"]["image_polish"]["trained"] == ["generator_image"]
+    assert new_header["meta"]["description"].endswith("then G_I polished 40 steps on rendered pairs")
     nets, _, _, _ = checkpoint.load_model(out)  # loads as a model, the whole of it
     assert "generator_audio" in nets and "style_encoder_image" in nets

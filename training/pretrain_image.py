@@ -132,7 +132,11 @@ def pretrain_image(model_cfg: ModelConfig | None, out: str | Path, steps: int, d
                 checkpoint.save_model(out, nets, model_cfg, {
                     "description": f"G_I + E_I pre-trained on rendered pairs, {step} steps", "image_pretraining": record})
             else:
-                _replace_networks(init, out, {name: nets[name] for name in trained}, {"image_polish": record})
+                what = "G_I" if trained == ["generator_image"] else "G_I and E_I"
+                described = checkpoint.read_header(init).get("meta", {}).get("description", "")
+                _replace_networks(init, out, {name: nets[name] for name in trained}, {
+                    "image_polish": record,
+                    "description": f"{described}; then {what} polished {step} steps on rendered pairs".lstrip("; ")})
             bar.write(f"step {step}: val pair L1 {metrics['val_pair_l1']:.4f} (copying the source: "
                       f"{metrics['copy_source_l1']:.4f})")
         if stopping:
