@@ -4,7 +4,7 @@
 # XFaVoT (cpu preset) with a learning curve -> shipped fp16 file -> quality report.
 # Every stage resumes where it stopped: after an interruption, run it again.
 #
-#   bash scripts/train_default.sh                       # ~7.4 h on the 2-core build machine
+#   bash scripts/train_default.sh                       # ~7.6 h on the 2-core build machine
 #   WORK=/big/disk STEPS=20000 DEVICE=cuda bash scripts/train_default.sh
 #
 # Stage times measured on the build machine (2 Zen4 cores, resources/MODEL_CARD.md): corpus 3 min,
