@@ -23,6 +23,8 @@ def packages(tmp_path_factory):
     prompts.mkdir(parents=True)
     for k in range(4):
         sf.write(prompts / f"p{k}.wav", np.pad(0.3 * speech_like(1.2, f0=210, rate=16000, seed=k), 4000), 16000)
+    (prompts / "silence").mkdir()  # as Asterisk's voices ship silence/1..10.wav
+    sf.write(prompts / "silence" / "2.wav", np.zeros(32000, np.float32), 16000)
     game = root / "game"
     game.mkdir()
     for who, f0 in (("lo", 110), ("hi", 240)):
@@ -58,6 +60,7 @@ def test_speakers_genders_splits_and_utterances(real_dir):
         by_speaker.setdefault(u["speaker"], []).append(u["seconds"])
         wav, rate = sf.read(real_dir / u["path"])
         assert rate == audio.SAMPLE_RATE and abs(wav.size / rate - u["seconds"]) < 1e-3
+        assert np.sqrt(np.mean(wav ** 2)) >= audio.SILENCE_RMS  # the silent file stayed out
     assert len(by_speaker["fake-prompts"]) == 4  # whole prompts; 0.25 s of silence each side trimmed to 0.05 s
     assert all(1.2 <= s <= 1.2 + 2 * 0.05 + 0.02 for s in by_speaker["fake-prompts"]), by_speaker["fake-prompts"]
     # 24 items of 0.4 s joined with 0.15 s pauses into 3-6 s utterances
