@@ -88,20 +88,22 @@ $X train --data "$WORK/corpus" --data "real-speech:$WORK/real" --preset cpu --st
     --set gan_start=0 --set gan_rampup=100 --set lambda_adv=0.3 --set rec_warmup=0 \
     --set lr=3e-4 --set lr_mapping=3e-4 --set lambda_xm_l1=2.0 --set lambda_style_stats=2.0 \
     --set f0_register_floor=1.0 --set lambda_ds=0 --set ds_iter=1 $RESUME
-# 6. the shipped file: the curve point that is best on the most headline numbers (validation
-#    speakers; ties go to the later one), its EMA weights + JDC + gender estimators (and the
-#    face-gender and voice-register read-outs fitted on the training speakers, training/readouts.py) + the vocoder,
-#    fp16. `auto` in the app uses the vocoder measured closer to real speech on held-out synthetic
-#    clips, unless it rings on the model's conversions of real (training-split) voices.
 CHOSEN=$("$PY" -m training.curve choose "$WORK/run4")
 echo "chosen on the validation curve: $CHOSEN"
 # 5f. the chosen point's G_I polished on 5c's rendered pairs, E_I frozen (so the style space E_A,
 #    the mapping network and the read-outs were fitted to stays): the GAN terms of 5d-5e left its
 #    faces streaked, held-out pair L1 0.075 (0.043 after 5c)
 RESUME=""; [ -f "$WORK/polished.safetensors.train.safetensors" ] && RESUME="--resume"
-[ -f "$WORK/polished.bank.safetensors" ] || cp "$WORK/image.bank.safetensors" "$WORK/polished.bank.safetensors"
+if [ ! -f "$WORK/polished.bank.safetensors" ] && [ -f "$WORK/image.bank.safetensors" ]; then
+  cp "$WORK/image.bank.safetensors" "$WORK/polished.bank.safetensors"  # 5c's renders: no need to draw them again
+fi
 $X pretrain-image --init "$CHOSEN" --freeze-encoder --steps "$POLISH_STEPS" --lr 3e-4 --device "$DEVICE" \
     --checkpoint-every 1000 --out "$WORK/polished.safetensors" $RESUME
+# 6. the shipped file: the curve point of 5e that is best on the most headline numbers (validation
+#    speakers; ties go to the later one) as polished in 5f, its EMA weights + JDC + gender estimators (and the
+#    face-gender, voice-register and face-style read-outs fitted on the training speakers, training/readouts.py) + the vocoder,
+#    fp16. `auto` in the app uses the vocoder measured closer to real speech on held-out synthetic
+#    clips, unless it rings on the model's conversions of real (training-split) voices.
 $X attach-vocoder --checkpoint "$WORK/polished.safetensors" --vocoder "$WORK/vocos.safetensors" --out "$WORK/with-vocoder.safetensors"
 $X attach-readouts --checkpoint "$WORK/with-vocoder.safetensors" --corpus "$WORK/corpus" --out "$WORK/with-vocoder.safetensors"
 "$PY" - "$WORK/with-vocoder.safetensors" "$WORK/vocos.safetensors" "$WORK/corpus" "$WORK/real" <<'PY'
