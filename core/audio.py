@@ -257,19 +257,6 @@ def speech_envelope(mel: torch.Tensor) -> torch.Tensor:
     return _envelope_lifter(str(mel.device)).to(mel.dtype) @ speech.mean(1)
 
 
-FORMANT_FACTORS = tuple(2 ** (k / 24) for k in range(-6, 7))  # formant stretches up to 3 semitones either way
-
-
-def matching_formant_factor(envelope: torch.Tensor, target: torch.Tensor, frontend: str = "xfavot24k") -> float:
-    """Of FORMANT_FACTORS, the stretch (warp_formants) that brings a speech envelope (80,) closest
-    to `target` (80,), up to a level offset: a vocal-tract-length estimate."""
-    errors = []
-    for factor in FORMANT_FACTORS:
-        gap = warp_formants(envelope[:, None], factor, frontend)[:, 0] - target.to(envelope)
-        errors.append(float((gap - gap.mean()).abs().mean()))
-    return FORMANT_FACTORS[int(np.argmin(errors))]
-
-
 def envelope_gain(mel: torch.Tensor, envelope: torch.Tensor, strength: float = 1.0,
                   max_db: float = 12.0) -> torch.Tensor:
     """(80,) the equaliser, in normalised log-mel units a band, that moves the speech envelope of

@@ -488,14 +488,7 @@ class Engine:
         shipped model one-shot VC's d-vector margin -0.035 -> +0.015 (paired +0.049, se 0.008),
         converted-speech WER 0.171 -> 0.153, F0 error 7.8 -> 7.4 %; on 48 pairs of real
         training-split speakers -0.057 -> -0.010 (paired +0.047, se 0.009). Half strength gained
-        half (+0.026). A deviation from the paper (a post-filter, not a network).
-
-        Toward a voice, the source's formants are stretched by the factor that best maps its
-        envelope onto the reference's (audio.matching_formant_factor, up to 3 semitones either
-        way) instead of a share of the transposition: 52 validation pairs, margin +0.015 ->
-        +0.026 (paired +0.012, se 0.006), WER 0.153 -> 0.151; 48 real training-split pairs
-        -0.008 -> +0.001 (paired +0.009, se 0.005). Up to 5 semitones gained +0.022 / +0.018 but
-        put 20 of 48 real pairs at the grid's ends (a 33 % stretch) and WER 0.163: not kept."""
+        half (+0.026). A deviation from the paper (a post-filter, not a network)."""
         items, many, styles = self._pair_up(sources, style, "voices")
         start = time.perf_counter()
         out = []
@@ -505,10 +498,7 @@ class Engine:
                 target = styles[0] if len(styles) == 1 else styles[i]
                 s = self._style_tensor([target], 1)
                 steps = self.transposition(wav, target) if transpose else 0
-                mel = self._mel(wav)
-                formants = formant_factor(steps) if target.envelope is None else audio.matching_formant_factor(
-                    audio.speech_envelope(mel), torch.from_numpy(target.envelope), self.cfg.mel_frontend)
-                mel = self._convert_mel(mel, s, wav if steps else None, steps, formants)
+                mel = self._convert_mel(self._mel(wav), s, wav if steps else None, steps)
                 if target.envelope is not None:
                     mel = audio.match_envelope(mel, torch.from_numpy(target.envelope), ENVELOPE_MATCH)
                 converted = self.vocoder(mel).numpy()[: wav.size]
@@ -517,17 +507,17 @@ class Engine:
         return out if many else out[0]
 
     def _convert_mel(self, mel: torch.Tensor, s: torch.Tensor, wav: np.ndarray | None = None,
-                     semitones: int = 0, formants: float = 1.0) -> torch.Tensor:
+                     semitones: int = 0) -> torch.Tensor:
         """(80, T) -> (80, T) through JDC + G_A, in overlapping chunks for long clips; with `wav`
         (the clip of `mel`), JDC reads each chunk of it transposed by `semitones` (chunk by chunk,
         so an hour-long source needs no transposed copy of itself; the seams sit in the context)
-        and G_A the mel with its formants stretched by `formants` (JDC, untransposed, the mel as it is)."""
+        and G_A the mel with its formants moved along (`formant_factor`)."""
         pieces = []
-        warped = audio.warp_formants(mel, formants, self.cfg.mel_frontend)
+        mel = audio.warp_formants(mel, formant_factor(semitones), self.cfg.mel_frontend)
         for rs, re_, ks, ke in audio.chunk_spans(mel.shape[-1], CHUNK_FRAMES, CONTEXT_FRAMES):
-            part, t = audio.pad_frames(warped[:, rs:re_], multiple=4)  # G_A halves time twice
+            part, t = audio.pad_frames(mel[:, rs:re_], multiple=4)  # G_A halves time twice
             x = part[None, None]
-            f0_in = audio.pad_frames(mel[:, rs:re_], multiple=4)[0][None, None]
+            f0_in = x
             if wav is not None:
                 moved = audio.pitch_shift(wav[rs * audio.HOP: re_ * audio.HOP], semitones)
                 f0_in = audio.pad_frames(self._mel(moved)[:, : re_ - rs], multiple=4)[0][None, None]

@@ -105,11 +105,10 @@ class StreamingConverter:
         self.settled = transpose is not None or self.target_hz is None   # False: auto, still listening
         self.heard_f0: list[float] = []                                # voiced F0 (Hz) while listening
         self.shifted = np.zeros(self.window, np.float32)               # `buffer` moved by `semitones`
-        # toward a voice: the formant stretch and the equaliser onto its envelope (as offline), from
-        # the window's speech, followed with a time constant of EQ_FOLLOW_SECONDS while the speaker talks
-        self.envelope = torch.from_numpy(style.envelope) if style.envelope is not None else None
+        # toward a voice: the equaliser onto its envelope (as offline), from the converted window's
+        # speech, followed with a time constant of EQ_FOLLOW_SECONDS while the speaker talks
+        self.envelope = torch.from_numpy(style.envelope) if style.envelope is not None and ENVELOPE_MATCH else None
         self.gain: torch.Tensor | None = None
-        self.source_envelope: torch.Tensor | None = None  # the speaker's, followed like the gain
 
     def timings(self) -> StreamTimings:
         """Where the algorithmic latency goes: block + what is held back after it (lookahead,
@@ -130,11 +129,12 @@ class StreamingConverter:
         the block to emit, with room for the SOLA shift and the next crossfade."""
         e = self.engine
         mel = e._mel(wav)[:, :-1]  # centred frames: T = window / hop (the last half-frame dropped)
+        mel = audio.warp_formants(mel, formant_factor(self.semitones), e.cfg.mel_frontend)
         with e._lock:
-            x = audio.warp_formants(mel, self._formants(mel), e.cfg.mel_frontend)[None, None]
+            x = mel[None, None]
             # float32 STFT for the F0 features alone: 3x faster, and JDC was trained on such crops
             f0_in = audio.log_mel(self.shifted, e.cfg.mel_frontend, precise=False)[:, :-1].to(e.device)[None, None] \
-                if self.semitones else mel[None, None]
+                if self.semitones else x
             y = e.nets["generator_audio"](x, self.style, e.nets["jdc"].get_feature(f0_in))[0, 0]
         y = self._equalise(y)
         start = self.context - self.search
@@ -144,32 +144,15 @@ class StreamingConverter:
         voiced = e.vocoder(y[:, f0:f1]).numpy()                  # (f1 - f0) * hop samples from f0 * hop
         return voiced[start - f0 * audio.HOP: end - f0 * audio.HOP]
 
-    def _speaking(self) -> bool:
-        return bool(np.sqrt(np.mean(self.buffer[-self.block:] ** 2)) >= self.QUIET_RMS)
-
-    def _follow(self, old: torch.Tensor | None, new: torch.Tensor) -> torch.Tensor:
-        """An estimate moved toward `new` with a time constant of EQ_FOLLOW_SECONDS."""
-        follow = min(1.0, self.block / audio.SAMPLE_RATE / self.EQ_FOLLOW_SECONDS)
-        return new if old is None else old + follow * (new - old)
-
-    def _formants(self, mel: torch.Tensor) -> float:
-        """The source mel's formant stretch: toward a voice, the one that matches the speaker's
-        envelope (followed while they talk) to the voice's, as offline; else a share of the transposition."""
-        if self.envelope is None:
-            return formant_factor(self.semitones)
-        if self._speaking():
-            self.source_envelope = self._follow(self.source_envelope, audio.speech_envelope(mel))
-        if self.source_envelope is None:
-            return 1.0
-        return audio.matching_formant_factor(self.source_envelope, self.envelope, self.engine.cfg.mel_frontend)
-
     def _equalise(self, y: torch.Tensor) -> torch.Tensor:
         """The converted window through the envelope equaliser (audio.envelope_gain, as
         Engine.voice_from_style applies it to a whole clip), updated only while the newest block is speech."""
-        if self.envelope is None or not ENVELOPE_MATCH:
+        if self.envelope is None:
             return y
-        if self._speaking():
-            self.gain = self._follow(self.gain, audio.envelope_gain(y, self.envelope, ENVELOPE_MATCH))
+        if np.sqrt(np.mean(self.buffer[-self.block:] ** 2)) >= self.QUIET_RMS:
+            gain = audio.envelope_gain(y, self.envelope, ENVELOPE_MATCH)
+            follow = min(1.0, self.block / audio.SAMPLE_RATE / self.EQ_FOLLOW_SECONDS)
+            self.gain = gain if self.gain is None else self.gain + follow * (gain - self.gain)
         return y if self.gain is None else y + self.gain[:, None]
 
     def _sola_offset(self, new: np.ndarray) -> int:
@@ -185,7 +168,7 @@ class StreamingConverter:
     def _listen(self) -> None:
         """Auto: add the newest block's voiced F0 to what was heard; fix the transposition once
         enough was."""
-        if self.settled or not self._speaking():
+        if self.settled or np.sqrt(np.mean(self.buffer[-self.block:] ** 2)) < self.QUIET_RMS:
             return
         f0, voiced = audio.f0_track(self.buffer[-(self.block + self.YIN_FRAME):], REGISTER_HOP)
         newest = np.arange(f0.size) * REGISTER_HOP >= self.YIN_FRAME  # frames centred in the new block

@@ -227,18 +227,3 @@ def test_speech_envelope_ignores_pauses_and_match_envelope_moves_it():
     assert torch.allclose(matched - lifter @ matched, mel - lifter @ mel, atol=1e-4)  # the harmonics stay
     limited = audio.match_envelope(mel, env_high, 1.0, max_db=6.0)
     assert (limited - mel).abs().max() <= 6.0 / audio.MEL_UNIT_DB + 1e-6
-
-
-def test_matching_formant_factor_finds_the_stretch_between_two_voices():
-    """Of the quarter-tone grid, the stretch that maps one voice's envelope onto another's, whatever
-    their levels: exactly for a warped copy; for the same voice with its formant moved, a stretch the
-    same way (short of the whole move: harmonics 120 Hz apart sample the formant differently)."""
-    envelope = audio.speech_envelope(audio.log_mel(one_formant_voice(1000.0)))
-    for k in (-4, 0, 3):
-        factor = 2 ** (k / 24)
-        warped = audio.warp_formants(envelope[:, None], factor)[:, 0]
-        assert audio.matching_formant_factor(envelope, warped + 0.3) == pytest.approx(factor)
-    for k in (-8, 8):
-        moved = audio.speech_envelope(audio.log_mel(one_formant_voice(1000.0 * 2 ** (k / 24))))
-        found = audio.matching_formant_factor(envelope, moved)
-        assert 1 <= 24 * np.log2(found) * np.sign(k) <= 8, (k, found)  # measured: +-1 step of the grid

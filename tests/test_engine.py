@@ -244,30 +244,3 @@ def test_conversion_toward_a_voice_matches_its_envelope(engine, monkeypatch):
     torch.testing.assert_close(mels[1.0] - mels[0.0], gain[:, None].expand_as(mels[0.0]), atol=1e-4, rtol=0)
     distance = {k: float((audio.speech_envelope(m) - torch.from_numpy(voice.envelope)).abs().mean()) for k, m in mels.items()}
     assert distance[1.0] < 0.5 * distance[0.0]  # measured 0.82 -> 0.27 (the tiny untrained G_A is far off in places)
-
-
-def test_toward_a_voice_the_formant_stretch_is_estimated_and_jdc_reads_the_source_as_it_is(engine, monkeypatch):
-    """A voice reference's formant stretch is the one that matches the source's envelope to the
-    reference's (audio.matching_formant_factor), not a share of the transposition; G_A reads the
-    stretched mel, JDC (untransposed) the source's own."""
-    import torch
-
-    calls = []
-    convert = engine._convert_mel
-    monkeypatch.setattr(engine, "_convert_mel", lambda *a: calls.append(a) or convert(*a))
-    heard = []
-    jdc = engine.nets["jdc"]
-    monkeypatch.setattr(jdc, "get_feature", lambda x, _f=jdc.get_feature: heard.append(x.clone()) or _f(x))
-    source = speech_like(1.0, f0=150.0, seed=5)
-    voice = engine.style_of_voice(speech_like(1.5, f0=160.0, seed=4))
-    engine.voice_from_style(source, voice, transpose=False)
-    mel, formants = calls[-1][0], calls[-1][-1]
-    expected = audio.matching_formant_factor(audio.speech_envelope(mel), torch.from_numpy(voice.envelope))
-    assert formants == expected and formants in audio.FORMANT_FACTORS
-    monkeypatch.setattr(audio, "matching_formant_factor", lambda *a: audio.FORMANT_FACTORS[-1])  # a clear stretch
-    engine.voice_from_style(source, voice, transpose=False)
-    assert calls[-1][-1] == audio.FORMANT_FACTORS[-1]
-    torch.testing.assert_close(heard[-1][0, 0, :, :mel.shape[1]], mel)  # JDC: the source mel, unstretched
-    latent = engine.sample_style("female", 0)
-    engine.voice_from_style(source, latent, transpose=False)
-    assert calls[-1][-1] == engine_module.formant_factor(0) == 1.0
