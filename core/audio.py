@@ -60,6 +60,11 @@ def load_audio(path: str | Path, max_seconds: float | None = None, refuse: bool 
     return prepare_waveform(data.mean(axis=1), rate, name=path.name)
 
 
+def is_silent(wav: np.ndarray) -> bool:
+    """True when the clip's RMS is below SILENCE_RMS: no voice in it to convert or learn from."""
+    return float(np.sqrt(np.mean(np.asarray(wav, np.float64) ** 2))) < SILENCE_RMS
+
+
 def prepare_waveform(wav: np.ndarray, rate: int, name: str = "audio") -> np.ndarray:
     """Mono float32 at any rate -> 24 kHz, checked for length and silence."""
     wav = np.asarray(wav, dtype=np.float32)
@@ -76,7 +81,7 @@ def prepare_waveform(wav: np.ndarray, rate: int, name: str = "audio") -> np.ndar
         raise UserError(f"{name} is too short ({seconds:.2f} s); give at least {MIN_SECONDS} s of speech")
     if rate != SAMPLE_RATE:
         wav = resample(wav, rate, SAMPLE_RATE)
-    if float(np.sqrt(np.mean(wav.astype(np.float64) ** 2))) < SILENCE_RMS:
+    if is_silent(wav):
         raise UserError(f"{name} is silent; record or choose a clip with speech in it")
     return wav
 

@@ -144,12 +144,16 @@ class StreamingConverter:
         voiced = e.vocoder(y[:, f0:f1]).numpy()                  # (f1 - f0) * hop samples from f0 * hop
         return voiced[start - f0 * audio.HOP: end - f0 * audio.HOP]
 
+    def _speaking(self) -> bool:
+        """Whether the newest block is louder than QUIET_RMS (what the register and the equaliser follow)."""
+        return bool(np.sqrt(np.mean(self.buffer[-self.block:] ** 2)) >= self.QUIET_RMS)
+
     def _equalise(self, y: torch.Tensor) -> torch.Tensor:
         """The converted window through the envelope equaliser (audio.envelope_gain, as
         Engine.voice_from_style applies it to a whole clip), updated only while the newest block is speech."""
         if self.envelope is None:
             return y
-        if np.sqrt(np.mean(self.buffer[-self.block:] ** 2)) >= self.QUIET_RMS:
+        if self._speaking():
             gain = audio.envelope_gain(y, self.envelope, ENVELOPE_MATCH)
             follow = min(1.0, self.block / audio.SAMPLE_RATE / self.EQ_FOLLOW_SECONDS)
             self.gain = gain if self.gain is None else self.gain + follow * (gain - self.gain)
@@ -168,7 +172,7 @@ class StreamingConverter:
     def _listen(self) -> None:
         """Auto: add the newest block's voiced F0 to what was heard; fix the transposition once
         enough was."""
-        if self.settled or np.sqrt(np.mean(self.buffer[-self.block:] ** 2)) < self.QUIET_RMS:
+        if self.settled or not self._speaking():
             return
         f0, voiced = audio.f0_track(self.buffer[-(self.block + self.YIN_FRAME):], REGISTER_HOP)
         newest = np.arange(f0.size) * REGISTER_HOP >= self.YIN_FRAME  # frames centred in the new block

@@ -133,10 +133,8 @@ def pretrain_image(model_cfg: ModelConfig | None, out: str | Path, steps: int, d
                     "description": f"G_I + E_I pre-trained on rendered pairs, {step} steps", "image_pretraining": record})
             else:
                 what = "G_I" if trained == ["generator_image"] else "G_I and E_I"
-                described = checkpoint.read_header(init).get("meta", {}).get("description", "")
-                _replace_networks(init, out, {name: nets[name] for name in trained}, {
-                    "image_polish": record,
-                    "description": f"{described}; then {what} polished {step} steps on rendered pairs".lstrip("; ")})
+                _replace_networks(init, out, {name: nets[name] for name in trained}, {"image_polish": record},
+                                  f"then {what} polished {step} steps on rendered pairs")
             bar.write(f"step {step}: val pair L1 {metrics['val_pair_l1']:.4f} (copying the source: "
                       f"{metrics['copy_source_l1']:.4f})")
         if stopping:
@@ -145,13 +143,16 @@ def pretrain_image(model_cfg: ModelConfig | None, out: str | Path, steps: int, d
     return {"steps": step, "seconds": time.perf_counter() - started, **metrics}
 
 
-def _replace_networks(model: str | Path, out: Path, nets: dict, meta: dict) -> None:
+def _replace_networks(model: str | Path, out: Path, nets: dict, meta: dict, described: str) -> None:
     """OUT = MODEL (every tensor, its header) with `nets`' weights in place of its own (the
-    networks MODEL's loaders read: a training checkpoint's EMA copies, an exported file's only)."""
+    networks MODEL's loaders read: a training checkpoint's EMA copies, an exported file's only),
+    `meta` added and `described` appended to its description."""
     tensors, header = checkpoint.load_tensors(model)
     for name, net in nets.items():
         for key, value in net.state_dict().items():
             old = tensors[f"{name}.{key}"]
             tensors[f"{name}.{key}"] = value.detach().to("cpu", old.dtype)
-    header = {**header, "meta": {**header.get("meta", {}), **meta}}
+    old_meta = header.get("meta", {})
+    description = "; ".join(d for d in (old_meta.get("description", ""), described) if d)
+    header = {**header, "meta": {**old_meta, **meta, "description": description}}
     checkpoint.save_tensors(out, tensors, header)

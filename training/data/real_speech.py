@@ -32,7 +32,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from core.audio import MALE_BELOW_HZ, SAMPLE_RATE, SILENCE_RMS, gender_from_f0, median_f0, normalize_loudness, resample
+from core.audio import MALE_BELOW_HZ, SAMPLE_RATE, gender_from_f0, is_silent, median_f0, normalize_loudness, resample
 from core.checkpoint import atomic_write
 from core.errors import UserError, require_format
 
@@ -196,7 +196,7 @@ def prepare_real_speech(out: str | Path, test_speakers: tuple[str, ...] = REAL_T
                     continue
                 wav = trim_silence(wav, rate)
                 # Asterisk's voices ship silence/1..10.wav: files that are silent throughout stay out
-                if wav.size >= 0.2 * rate and np.sqrt(np.mean(wav.astype(np.float64) ** 2)) >= SILENCE_RMS:
+                if wav.size >= 0.2 * rate and not is_silent(wav):
                     waves.append(resample(wav, rate, SAMPLE_RATE) if rate != SAMPLE_RATE else wav)
             clips = [normalize_loudness(w) for w in _utterances(waves, entry["sources"][0].join)][:MAX_CLIPS]
             if len(clips) < 3:
