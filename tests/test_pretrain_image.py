@@ -68,3 +68,27 @@ def test_polishing_a_model_trains_its_generator_alone_and_keeps_the_rest(tmp_pat
     assert new_header["meta"]["description"].endswith("then G_I polished 40 steps on rendered pairs")
     nets, _, _, _ = checkpoint.load_model(out)  # loads as a model, the whole of it
     assert "generator_audio" in nets and "style_encoder_image" in nets
+
+
+def test_adversarial_polish_checkpoints_its_discriminator_and_resumes_as_if_unbroken(tmp_path, tiny_checkpoint):
+    """--adversarial: the PatchGAN and its optimiser live in the training state, so a stopped
+    polish resumes to the same weights as an unbroken one; the output records the weight."""
+    bank = small_bank(tmp_path, identities=4)
+    run = dict(bank=bank, batch_size=4, checkpoint_every=100, progress=False, init=tiny_checkpoint,
+               freeze_encoder=True, adversarial=0.05)
+    stopped = pretrain_image(None, tmp_path / "a.safetensors", 12, should_stop=lambda step: step == 5, **run)
+    assert stopped["steps"] == 5
+    state, _ = checkpoint.load_tensors(tmp_path / "a.safetensors.train.safetensors")
+    assert any(k.startswith("patch_discriminator.") for k in state)
+    assert any(k.startswith("optim.patch_discriminator.") for k in state)
+    pretrain_image(None, tmp_path / "a.safetensors", 12, resume=True, **run)
+    result = pretrain_image(None, tmp_path / "b.safetensors", 12, **run)
+    assert 0 < result["sharpness"] and result["val_pair_l1"] > 0
+    resumed, header = checkpoint.load_tensors(tmp_path / "a.safetensors")
+    unbroken, _ = checkpoint.load_tensors(tmp_path / "b.safetensors")
+    for key, value in unbroken.items():
+        torch.testing.assert_close(resumed[key], value)
+    assert header["meta"]["image_polish_adversarial"]["adversarial"] == 0.05
+    assert header["meta"]["description"].endswith("with a PatchGAN (weight 0.05)")
+    plain, _ = checkpoint.load_tensors(tiny_checkpoint)
+    assert not torch.equal(plain["generator_image.to_rgb.2.weight"], unbroken["generator_image.to_rgb.2.weight"])
