@@ -389,10 +389,11 @@ class Engine:
                 chunk_styles = styles if len(styles) == 1 else styles[i:i + len(chunk)]
                 x = torch.stack([self._face_tensor(img) for img in chunk]).to(self.device)
                 s = self._style_tensor(chunk_styles, len(chunk))
-                y = self.nets["generator_image"](x, s)
+                source = self.nets["generator_image"].encode_source(x)
+                y = self.nets["generator_image"].decode_with_style(source, s)
                 if hold_gender:
                     held = [st.gender if st.source == "voice" else None for st in chunk_styles]
-                    y = self._hold_gender(x, s, y, held * len(chunk) if len(held) == 1 else held)
+                    y = self._hold_gender(source, s, y, held * len(chunk) if len(held) == 1 else held)
                 out.extend(face.tensor_to_image(img) for img in y)
         self.last_seconds = time.perf_counter() - start
         return out if many else out[0]
@@ -410,11 +411,13 @@ class Engine:
         snapped = weights @ bank[nearest.indices]
         return dataclasses.replace(style, vector=snapped.cpu().numpy().astype(np.float32))
 
-    def _hold_gender(self, x: torch.Tensor, s: torch.Tensor, y: torch.Tensor, genders: list[str | None]) -> torch.Tensor:
-        """Faces y (made from x with styles s) that the face read-out does not find GENDER_CONFIDENCE
-        sure to be of `genders` (None: anything goes) are made again with their styles pushed along
-        the gender axis by each of GENDER_STEPS in turn; the last try stays. Along the axis, not
-        toward the gender's mean: the other attributes stay in the style."""
+    def _hold_gender(self, source: tuple[torch.Tensor, dict], s: torch.Tensor, y: torch.Tensor,
+                     genders: list[str | None]) -> torch.Tensor:
+        """Faces y (made from the encoded sources with styles s) that the face read-out does not find
+        GENDER_CONFIDENCE sure to be of `genders` (None: anything goes) are made again with their
+        styles pushed along the gender axis by each of GENDER_STEPS in turn; the last try stays.
+        Along the axis, not toward the gender's mean: the other attributes stay in the style. A
+        redraw runs G_I's style half only (the sources are encoded once)."""
         if self.face_gender is None or all(g is None for g in genders):
             return y
         target = torch.tensor([self.cfg.genders.index(g) if g in self.cfg.genders else -1 for g in genders], device=y.device)
@@ -429,7 +432,9 @@ class Engine:
             if not todo.any():
                 break
             idx = todo.nonzero()[:, 0]
-            y[idx] = self.nets["generator_image"](x[idx], s[idx] + t * toward[target[idx]])
+            features, skips = source
+            picked = (features[idx], {size: f[idx] for size, f in skips.items()})
+            y[idx] = self.nets["generator_image"].decode_with_style(picked, s[idx] + t * toward[target[idx]])
             todo[idx] = unsure(y[idx], target[idx])
         return y
 

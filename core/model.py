@@ -169,11 +169,20 @@ class ImageGenerator(nn.Module):
         self.to_rgb = nn.Sequential(norm, nn.LeakyReLU(0.2), nn.Conv2d(dims[0], 3, 1, 1, 0))  # indices kept
 
     def forward(self, x, s):
+        return self.decode_with_style(self.encode_source(x), s)
+
+    def encode_source(self, x) -> tuple[torch.Tensor, dict]:
+        """The style-free half: (bottleneck features, each resolution's first feature map for the
+        skips). Kept apart so that one source can be drawn again with other styles for half the cost."""
         x = self.from_rgb(x)  # (B, 128, 128, 128) in the paper preset
         skips = {}
         for block in self.encode:
-            skips.setdefault(x.shape[-1], x)  # each resolution's first feature map
+            skips.setdefault(x.shape[-1], x)
             x = block(x)  # -> (B, 512, 8, 8)
+        return x, (skips if self.skip else {})
+
+    def decode_with_style(self, source: tuple[torch.Tensor, dict], s):
+        x, skips = source
         for block in self.decode:
             x = block(x, s)  # -> (B, 128, 128, 128)
             if self.skip and block.up:

@@ -213,3 +213,15 @@ def test_rgb_layer_without_instance_norm_keeps_the_overall_brightness():
         shifted = G.to_rgb(feats + 3.0) - G.to_rgb(feats)
         assert (shifted.abs().max() < 1e-4) == rgb_norm
     assert config.ModelConfig().img_rgb_norm  # checkpoints from before the option keep theirs
+
+
+def test_a_source_encoded_once_draws_with_any_style_as_the_whole_generator_does():
+    # the gender hold redraws a face with other styles from one encoding of its source
+    for skip in (False, True):
+        torch.manual_seed(0)
+        G = model.ImageGenerator(config.preset("tiny", img_skip=skip)).eval()
+        x, s1, s2 = torch.randn(2, 3, 64, 64), torch.randn(2, 64), torch.randn(2, 64)
+        source = G.encode_source(x)
+        assert bool(source[1]) == skip
+        for s in (s1, s2):
+            torch.testing.assert_close(G.decode_with_style(source, s), G(x, s))
