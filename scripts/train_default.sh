@@ -4,12 +4,12 @@
 # XFaVoT (cpu preset) with a learning curve -> shipped fp16 file -> quality report.
 # Every stage resumes where it stopped: after an interruption, run it again.
 #
-#   bash scripts/train_default.sh                       # ~7.9 h on the 2-core build machine
+#   bash scripts/train_default.sh                       # ~8 h on the 2-core build machine
 #   WORK=/big/disk STEPS=20000 DEVICE=cuda bash scripts/train_default.sh
 #
 # Stage times measured on the build machine (2 Zen4 cores, resources/MODEL_CARD.md): corpus 3 min,
 # real speech 17 min, aux nets 10 min, vocoder 51 min, XFaVoT 2 x 65 min + 5b 58 min, 5c 27 min,
-# 5d 48 min, 5e 85 min, 5f 9 min, 5g 18 min, read-outs + export + eval 19 min.
+# 5d 48 min, 5e 85 min, 5f 9 min, 5g 19 min, 5h 7 min, read-outs + export + eval 19 min.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WORK:-work/default}
@@ -21,6 +21,7 @@ STEPS3=${STEPS3:-1000}            # stage 5d
 STEPS4=${STEPS4:-1500}            # stage 5e
 POLISH_STEPS=${POLISH_STEPS:-6000} # stage 5f (G_I alone, ~0.07 s per step)
 SHARPEN_STEPS=${SHARPEN_STEPS:-12000} # stage 5g (G_I + a PatchGAN, ~0.09 s per step)
+DETAIL_STEPS=${DETAIL_STEPS:-4000} # stage 5h (+ a Laplacian L1, ~0.1 s per step)
 AUX_STEPS=${AUX_STEPS:-1500}
 VOCODER_STEPS=${VOCODER_STEPS:-6000}
 X="${XFAVOT:-xfavot}"
@@ -106,12 +107,19 @@ RESUME=""; [ -f "$WORK/sharp.safetensors.train.safetensors" ] && RESUME="--resum
 [ -f "$WORK/sharp.bank.safetensors" ] || cp "$WORK/polished.bank.safetensors" "$WORK/sharp.bank.safetensors"
 $X pretrain-image --init "$WORK/polished.safetensors" --freeze-encoder --adversarial 0.03 --steps "$SHARPEN_STEPS" \
     --lr 2e-4 --seed 1 --device "$DEVICE" --checkpoint-every 1000 --out "$WORK/sharp.safetensors" $RESUME
+# 5h. the fine detail's colour pinned: an L1 on the Laplacians joins (the PatchGAN alone drew the
+#    eyes as coloured specks); a fresh PatchGAN, half the learning rate
+RESUME=""; [ -f "$WORK/detailed.safetensors.train.safetensors" ] && RESUME="--resume"
+[ -f "$WORK/detailed.bank.safetensors" ] || cp "$WORK/sharp.bank.safetensors" "$WORK/detailed.bank.safetensors"
+$X pretrain-image --init "$WORK/sharp.safetensors" --freeze-encoder --adversarial 0.03 --detail 1 \
+    --steps "$DETAIL_STEPS" --lr 1e-4 --seed 2 --device "$DEVICE" --checkpoint-every 1000 \
+    --out "$WORK/detailed.safetensors" $RESUME
 # 6. the shipped file: the curve point of 5e that is best on the most headline numbers (validation
-#    speakers; ties go to the later one) as polished in 5f and sharpened in 5g, its EMA weights + JDC + gender estimators (and the
+#    speakers; ties go to the later one) as polished in 5f-5h, its EMA weights + JDC + gender estimators (and the
 #    face-gender, voice-register and face-style read-outs fitted on the training speakers, training/readouts.py) + the vocoder,
 #    fp16. `auto` in the app uses the vocoder measured closer to real speech on held-out synthetic
 #    clips, unless it rings on the model's conversions of real (training-split) voices.
-$X attach-vocoder --checkpoint "$WORK/sharp.safetensors" --vocoder "$WORK/vocos.safetensors" --out "$WORK/with-vocoder.safetensors"
+$X attach-vocoder --checkpoint "$WORK/detailed.safetensors" --vocoder "$WORK/vocos.safetensors" --out "$WORK/with-vocoder.safetensors"
 $X attach-readouts --checkpoint "$WORK/with-vocoder.safetensors" --corpus "$WORK/corpus" --out "$WORK/with-vocoder.safetensors"
 "$PY" - "$WORK/with-vocoder.safetensors" "$WORK/vocos.safetensors" "$WORK/corpus" "$WORK/real" <<'PY'
 import json, sys, torch

@@ -71,11 +71,11 @@ def test_polishing_a_model_trains_its_generator_alone_and_keeps_the_rest(tmp_pat
 
 
 def test_adversarial_polish_checkpoints_its_discriminator_and_resumes_as_if_unbroken(tmp_path, tiny_checkpoint):
-    """--adversarial: the PatchGAN and its optimiser live in the training state, so a stopped
-    polish resumes to the same weights as an unbroken one; the output records the weight."""
+    """--adversarial (with --detail): the PatchGAN and its optimiser live in the training state, so
+    a stopped polish resumes to the same weights as an unbroken one; the output records the weights."""
     bank = small_bank(tmp_path, identities=4)
     run = dict(bank=bank, batch_size=4, checkpoint_every=100, progress=False, init=tiny_checkpoint,
-               freeze_encoder=True, adversarial=0.05)
+               freeze_encoder=True, adversarial=0.05, detail=1.0)
     stopped = pretrain_image(None, tmp_path / "a.safetensors", 12, should_stop=lambda step: step == 5, **run)
     assert stopped["steps"] == 5
     state, _ = checkpoint.load_tensors(tmp_path / "a.safetensors.train.safetensors")
@@ -83,12 +83,23 @@ def test_adversarial_polish_checkpoints_its_discriminator_and_resumes_as_if_unbr
     assert any(k.startswith("optim.patch_discriminator.") for k in state)
     pretrain_image(None, tmp_path / "a.safetensors", 12, resume=True, **run)
     result = pretrain_image(None, tmp_path / "b.safetensors", 12, **run)
-    assert 0 < result["sharpness"] and result["val_pair_l1"] > 0
+    assert 0 < result["sharpness"] and 0 < result["colour_detail"] and result["val_pair_l1"] > 0
     resumed, header = checkpoint.load_tensors(tmp_path / "a.safetensors")
     unbroken, _ = checkpoint.load_tensors(tmp_path / "b.safetensors")
     for key, value in unbroken.items():
         torch.testing.assert_close(resumed[key], value)
-    assert header["meta"]["image_polish_adversarial"]["adversarial"] == 0.05
-    assert header["meta"]["description"].endswith("with a PatchGAN (weight 0.05)")
+    assert header["meta"]["image_polish_adversarial_detail"]["adversarial"] == 0.05
+    assert header["meta"]["description"].endswith("with a PatchGAN (weight 0.05) and a Laplacian L1 (weight 1)")
     plain, _ = checkpoint.load_tensors(tiny_checkpoint)
     assert not torch.equal(plain["generator_image.to_rgb.2.weight"], unbroken["generator_image.to_rgb.2.weight"])
+
+
+def test_validation_reads_blur_and_coloured_specks():
+    from training.pretrain_image import _colour, _laplacian_energy
+
+    torch.manual_seed(0)
+    sharp = torch.rand(2, 3, 32, 32) * 2 - 1
+    blurred = torch.nn.functional.avg_pool2d(sharp, 3, 1, 1)
+    assert _laplacian_energy(blurred) < 0.5 * _laplacian_energy(sharp)
+    grey = sharp[:, :1].expand(-1, 3, -1, -1)
+    assert _laplacian_energy(_colour(grey)) == 0 < _laplacian_energy(_colour(sharp))

@@ -108,6 +108,9 @@ def add_pretrain_image_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adversarial", type=float, default=0.0, metavar="WEIGHT",
                    help="add a PatchGAN's loss with this weight beside the pair L1 (sharper eyes and edges; "
                    "the recipe's stage 5g uses 0.03); 0: none")
+    p.add_argument("--detail", type=float, default=0.0, metavar="WEIGHT",
+                   help="add an L1 between the output's and the target's Laplacians with this weight (the colour "
+                   "of fine detail: eyes without coloured specks; the recipe's stage 5h uses 1); 0: none")
 
 
 def run_pretrain_image(args) -> dict:
@@ -127,7 +130,8 @@ def run_pretrain_image(args) -> dict:
         result = pretrain_image(model_cfg, args.out, args.steps, str(resolve_device(args.device)), args.batch_size,
                                 args.lr, args.seed, args.resume, args.checkpoint_every,
                                 should_stop=lambda step: stop.is_set(), init=args.init,
-                                freeze_encoder=args.freeze_encoder, adversarial=args.adversarial)
+                                freeze_encoder=args.freeze_encoder, adversarial=args.adversarial,
+                                detail=args.detail)
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)

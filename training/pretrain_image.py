@@ -21,7 +21,9 @@ its held-out pair L1 at 0.075 (0.043 after pre-training).
 adds pix2pix's remedy for the blur an L1 alone leaves (the mean of the eyes it is unsure of is
 no eyes): a PatchGAN, trained from scratch beside G_I, judges 64-px patches of the rendered
 targets against G_I's outputs (hinge loss, spectral norm; no R1, so a step costs ~1.5x an L1
-step). The recipe's stage 5g.
+step). The recipe's stage 5g. `--detail 1` adds an L1 between the output's and the target's
+Laplacians, which pins the colour of the fine detail the PatchGAN asks for (without it the eyes
+came out as coloured specks): stage 5h.
 """
 from __future__ import annotations
 
@@ -73,24 +75,36 @@ def learning_rate(step: int, steps: int, base: float) -> float:
 @torch.no_grad()
 def validate(nets: dict, bank: FaceBank, device: torch.device, batches: int = 12, batch_size: int = 8) -> dict:
     """On the bank's held-out group (identities and poses never trained on): pair L1, the L1 of
-    returning the source unchanged (the score to beat), and sharpness: the outputs' high-frequency
-    energy (mean |Laplacian|) over the targets' (blur < 1)."""
+    returning the source unchanged (the score to beat), sharpness: the outputs' high-frequency
+    energy (mean |Laplacian|) over the targets' (blur < 1), and the same of their colour
+    (R - G, B - G: coloured specks > 1)."""
     generator = torch.Generator().manual_seed(1)
-    made, copied, detail, target_detail = [], [], [], []
+    made, copied = [], []
+    detail = {"sharpness": [0.0, 0.0], "colour_detail": [0.0, 0.0]}
     for _ in range(batches):
         x, r, g, t = (v.to(device) for v in bank.batch(batch_size, generator, "val"))
         y = nets["generator_image"](x, nets["style_encoder_image"](r, g)).float()
         made.append((y - t).abs().mean().item())
         copied.append((x - t).abs().mean().item())
-        detail.append(_laplacian_energy(y.clamp(-1, 1)))
-        target_detail.append(_laplacian_energy(t))
+        for key, view in (("sharpness", lambda v: v), ("colour_detail", _colour)):
+            detail[key][0] += _laplacian_energy(view(y.clamp(-1, 1)))
+            detail[key][1] += _laplacian_energy(view(t))
     return {"val_pair_l1": sum(made) / batches, "copy_source_l1": sum(copied) / batches,
-            "sharpness": sum(detail) / sum(target_detail)}
+            **{key: ours / target for key, (ours, target) in detail.items()}}
+
+
+def _colour(x: torch.Tensor) -> torch.Tensor:
+    return torch.stack([x[:, 0] - x[:, 1], x[:, 2] - x[:, 1]], 1)
+
+
+def _laplacian(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel 3x3 Laplacian: an image's fine detail (edges, pupils, highlights)."""
+    kernel = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]], device=x.device, dtype=x.dtype)
+    return F.conv2d(x, kernel.expand(x.shape[1], 1, 3, 3), groups=x.shape[1])
 
 
 def _laplacian_energy(x: torch.Tensor) -> float:
-    kernel = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]], device=x.device).expand(x.shape[1], 1, 3, 3)
-    return F.conv2d(x, kernel, groups=x.shape[1]).abs().mean().item()
+    return _laplacian(x).abs().mean().item()
 
 
 @torch.no_grad()
@@ -106,13 +120,14 @@ def pretrain_image(model_cfg: ModelConfig | None, out: str | Path, steps: int, d
                    lr: float = 1e-3, seed: int = 0, resume: bool = False, checkpoint_every: int = 500,
                    bank: FaceBank | None = None, progress: bool = True,
                    should_stop: Callable[[int], bool] | None = None, init: str | Path | None = None,
-                   freeze_encoder: bool = False, adversarial: float = 0.0) -> dict:
+                   freeze_encoder: bool = False, adversarial: float = 0.0, detail: float = 0.0) -> dict:
     """Train G_I + E_I for `steps` steps (resumable from OUT.train.safetensors); writes OUT (the two
     networks, fp32, with model_cfg) and OUT.png (a preview) at every checkpoint, and when
     should_stop(step) turns true (then resume=True continues). -> metrics.
     init: start from this model's G_I and E_I (its config replaces model_cfg); OUT is then the
     whole model with the trained networks replaced. freeze_encoder: E_I stays as it is.
-    adversarial: the weight of a PatchDiscriminator's hinge loss beside the pair L1 (0: none)."""
+    adversarial: the weight of a PatchDiscriminator's hinge loss beside the pair L1 (0: none).
+    detail: the weight of an L1 between the output's and the target's Laplacians (0: none)."""
     out, dev = Path(out), torch.device(device)
     all_nets = None
     if init is not None:
@@ -152,6 +167,8 @@ def pretrain_image(model_cfg: ModelConfig | None, out: str | Path, steps: int, d
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp is not None):
             y = nets["generator_image"](x, nets["style_encoder_image"](r, g))
         loss = (y.float() - t).abs().mean()
+        if detail:
+            loss = loss + detail * (_laplacian(y.float()) - _laplacian(t)).abs().mean()
         if critic is not None:
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp is not None):
                 critic_loss = F.relu(1 - critic(t)).mean() + F.relu(1 + critic(y.detach().float())).mean()
@@ -183,18 +200,22 @@ def pretrain_image(model_cfg: ModelConfig | None, out: str | Path, steps: int, d
                 tensors.update({f"patch_discriminator.{k}": v for k, v in critic.state_dict().items()})
             checkpoint.save_tensors(state_path, tensors, header)
             record = {"steps": step, "batch_size": batch_size, "lr": lr, "trained": trained, "adversarial": adversarial,
-                      **metrics}
+                      "detail": detail, **metrics}
             if init is None:
                 checkpoint.save_model(out, nets, model_cfg, {
                     "description": f"G_I + E_I pre-trained on rendered pairs, {step} steps", "image_pretraining": record})
             else:
                 what = "G_I" if trained == ["generator_image"] else "G_I and E_I"
-                how = f" with a PatchGAN (weight {adversarial:g})" if adversarial else ""
-                key = "image_polish_adversarial" if adversarial else "image_polish"  # 5g keeps 5f's record
+                how = " and ".join(([f"a PatchGAN (weight {adversarial:g})"] if adversarial else [])
+                                   + ([f"a Laplacian L1 (weight {detail:g})"] if detail else []))
+                how = f" with {how}" if how else ""
+                # each stage keeps the records of the stages before it
+                key = "image_polish" + ("_adversarial" if adversarial else "") + ("_detail" if detail else "")
                 _replace_networks(init, out, {name: nets[name] for name in trained}, {key: record},
                                   f"then {what} polished {step} steps on rendered pairs{how}")
             bar.write(f"step {step}: val pair L1 {metrics['val_pair_l1']:.4f} (copying the source: "
-                      f"{metrics['copy_source_l1']:.4f}), sharpness {metrics['sharpness']:.3f}")
+                      f"{metrics['copy_source_l1']:.4f}), sharpness {metrics['sharpness']:.3f}, "
+                      f"colour detail {metrics['colour_detail']:.3f}")
         if stopping:
             break
     bar.close()
