@@ -20,7 +20,7 @@ its held-out pair L1 at 0.075 (0.043 after pre-training).
 
 adds pix2pix's remedy for the blur an L1 alone leaves (the mean of the eyes it is unsure of is
 no eyes): a PatchGAN, trained from scratch beside G_I, judges 64-px patches of the rendered
-targets against G_I's outputs (hinge loss, spectral norm; no R1, so a step costs ~1.5x an L1
+targets against G_I's outputs (hinge loss, spectral norm; no R1, so a step costs ~1.4x an L1
 step). The recipe's stage 5g. `--detail 1` adds an L1 between the output's and the target's
 Laplacians, which pins the colour of the fine detail the PatchGAN asks for (without it the eyes
 came out as coloured specks): stage 5h.
