@@ -84,6 +84,9 @@ def test_eval_report(eval_corpus, tiny_checkpoint, tmp_path, capsys):
         assert all(abs(a * n - round(a * n)) < 1e-6 for a in attrs), (key, attrs)
     assert set(report["retrieval"]) == {"3_speakers", f"{report['held_out_speakers']}_speakers"}
     assert report["retrieval"]["3_speakers"]["chance_top1"] == pytest.approx(1 / 3)
+    detail = v2f["fine_detail"]  # an untrained tiny G_I's faces are nothing like the renders
+    assert set(detail) == {"sharpness", "colour_detail"} and all(np.isfinite(v) and v > 0 for v in detail.values())
+    assert "Fine detail of the generated faces" in (out / "report.md").read_text()
     f2v = report["face_to_voice"]
     assert np.isfinite(f2v["f0_rel_error"]) and np.isfinite(f2v["f0_rel_error_source_floor"])
     assert report["diversity"]["references"] == report["held_out_speakers"] - 1

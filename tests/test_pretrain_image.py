@@ -94,12 +94,14 @@ def test_adversarial_polish_checkpoints_its_discriminator_and_resumes_as_if_unbr
     assert not torch.equal(plain["generator_image.to_rgb.2.weight"], unbroken["generator_image.to_rgb.2.weight"])
 
 
-def test_validation_reads_blur_and_coloured_specks():
-    from training.pretrain_image import _colour, _laplacian_energy
+def test_fine_detail_reads_blur_and_coloured_specks():
+    from training.image_detail import detail_ratios
 
     torch.manual_seed(0)
-    sharp = torch.rand(2, 3, 32, 32) * 2 - 1
-    blurred = torch.nn.functional.avg_pool2d(sharp, 3, 1, 1)
-    assert _laplacian_energy(blurred) < 0.5 * _laplacian_energy(sharp)
-    grey = sharp[:, :1].expand(-1, 3, -1, -1)
-    assert _laplacian_energy(_colour(grey)) == 0 < _laplacian_energy(_colour(sharp))
+    grey = (torch.rand(2, 1, 32, 32) * 2 - 1).expand(-1, 3, -1, -1)
+    blurred = torch.nn.functional.avg_pool2d(grey, 3, 1, 1)
+    specks = grey + 0.3 * torch.randn(2, 3, 32, 32)
+    soft = detail_ratios(blurred, specks)
+    assert soft["sharpness"] < 0.5 and soft["colour_detail"] == 0
+    speckled = detail_ratios(specks, blurred + 0.01 * torch.randn(2, 3, 32, 32))
+    assert speckled["sharpness"] > 2 and speckled["colour_detail"] > 10

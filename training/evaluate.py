@@ -31,6 +31,7 @@ from core.engine import Engine
 from core.errors import UserError
 from core.vocoder import load_vocoder
 
+from . import image_detail
 from .data.datasets import load_synthetic
 from .data.synth import load_manifest
 from .oracle import ground_truth, load_oracle, predict
@@ -191,11 +192,13 @@ def evaluate(checkpoint: str | Path, corpus: str | Path, out: str | Path, device
 
     # voice -> face ------------------------------------------------------------------------
     preds, truths, floor_src, floor_rand, ceiling = [], [], [], [], []
-    sheet_rows = []
+    sheet_rows, made_faces, real_faces = [], [], []
     for i, ref in enumerate(test):
         others = [s for s in test if s is not ref]
         sources = [others[(i + k) % len(others)].faces[0] for k in range(sources_per_reference)]
         made = engine.face_from_voice(sources, ref.voices[0], ref.gender)
+        made_faces += made
+        real_faces += [face.prepare_face(face.load_image(p), made[0].size[0], None) for p in ref.faces[:len(made)]]
         preds += predict(oracle, made)
         truths += [truth[ref.id]] * len(made)
         floor_src += predict(oracle, [Image.open(p) for p in sources])
@@ -208,6 +211,8 @@ def evaluate(checkpoint: str | Path, corpus: str | Path, out: str | Path, device
     v2f = {"generated": _accuracy(preds, truths), "ceiling_real_renders": _accuracy(ceiling, ceiling_truth),
            "floor_source_unchanged": _accuracy(floor_src, truths), "floor_random_reference": _accuracy(floor_rand, truths)}
     v2f["ratio_to_ceiling"] = v2f["generated"]["mean"] / max(v2f["ceiling_real_renders"]["mean"], 1e-9)
+    as_batch = lambda images: torch.stack([face.image_to_tensor(im) for im in images])  # noqa: E731
+    v2f["fine_detail"] = image_detail.detail_ratios(as_batch(made_faces), as_batch(real_faces))
     report["voice_to_face"] = v2f
     report["face_to_face_self"] = _self_restyle(engine, test, sources_per_reference)
     _contact_sheet(sheet_rows, info, out / "contact-sheet.png")
@@ -434,7 +439,12 @@ def markdown(r: dict) -> str:
              "| | " + " | ".join(ATTRIBUTES) + " | mean |", "|---" * (len(ATTRIBUTES) + 2) + "|"]
     for key in ("generated", "ceiling_real_renders", "floor_source_unchanged", "floor_random_reference"):
         lines.append(f"| {key} | " + " | ".join(pct(v2f[key][a]) for a in ATTRIBUTES) + f" | {pct(v2f[key]['mean'])} |")
-    lines += ["", f"Generated / ceiling: {v2f['ratio_to_ceiling']:.2f} (target >= 0.80).", "",
+    lines += ["", f"Generated / ceiling: {v2f['ratio_to_ceiling']:.2f} (target >= 0.80).", ""]
+    if "fine_detail" in v2f:  # reports from before 2026-12-04 lack it
+        lines += [f"Fine detail of the generated faces against the reference speakers' renders at the model's size "
+                  f"(mean |Laplacian|, training/image_detail.py): {v2f['fine_detail']['sharpness']:.2f} "
+                  f"(< 1: softer), of their colour {v2f['fine_detail']['colour_detail']:.2f} (> 1: coloured specks).", ""]
+    lines += [
               f"A face restyled with its own style: mean absolute error {r['face_to_face_self']['mean_abs_error']:.3f} "
               f"(0..1 pixel scale, {r['face_to_face_self']['faces']} faces; target <= 0.08).", "",
               "## Face -> voice", "", "| measure | converted | source (floor) |", "|---|---|---|",
