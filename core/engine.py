@@ -435,7 +435,8 @@ class Engine:
             features, skips = source
             picked = (features[idx], {size: f[idx] for size, f in skips.items()})
             y[idx] = self.nets["generator_image"].decode_with_style(picked, s[idx] + t * toward[target[idx]])
-            todo[idx] = unsure(y[idx], target[idx])
+            if t != GENDER_STEPS[-1]:  # the last try stays whatever the read-out says
+                todo[idx] = unsure(y[idx], target[idx])
         return y
 
     def _face_gender_probs(self, x: torch.Tensor) -> torch.Tensor:
