@@ -4,12 +4,12 @@
 # XFaVoT (cpu preset) with a learning curve -> shipped fp16 file -> quality report.
 # Every stage resumes where it stopped: after an interruption, run it again.
 #
-#   bash scripts/train_default.sh                       # ~8 h on the 2-core build machine
+#   bash scripts/train_default.sh                       # ~8.2 h on the 2-core build machine
 #   WORK=/big/disk STEPS=20000 DEVICE=cuda bash scripts/train_default.sh
 #
 # Stage times measured on the build machine (2 Zen4 cores, resources/MODEL_CARD.md): corpus 3 min,
 # real speech 17 min, aux nets 10 min, vocoder 51 min, XFaVoT 2 x 65 min + 5b 58 min, 5c 27 min,
-# 5d 48 min, 5e 85 min, 5f 9 min, 5g 19 min, 5h 7 min, read-outs + export + eval 19 min.
+# 5d 48 min, 5e 85 min, 5f 9 min, 5g 19 min, 5h 21 min, read-outs + export + eval 19 min.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WORK:-work/default}
@@ -21,7 +21,7 @@ STEPS3=${STEPS3:-1000}            # stage 5d
 STEPS4=${STEPS4:-1500}            # stage 5e
 POLISH_STEPS=${POLISH_STEPS:-6000} # stage 5f (G_I alone, ~0.07 s per step)
 SHARPEN_STEPS=${SHARPEN_STEPS:-12000} # stage 5g (G_I + a PatchGAN, ~0.09 s per step)
-DETAIL_STEPS=${DETAIL_STEPS:-4000} # stage 5h (+ a Laplacian L1, ~0.1 s per step)
+DETAIL_STEPS=${DETAIL_STEPS:-12000} # stage 5h (+ a Laplacian L1, ~0.1 s per step)
 AUX_STEPS=${AUX_STEPS:-1500}
 VOCODER_STEPS=${VOCODER_STEPS:-6000}
 X="${XFAVOT:-xfavot}"
