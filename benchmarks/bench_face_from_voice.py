@@ -10,23 +10,18 @@ snap, G_I, and the gender hold's read-out and redraws). The target is 30 ms on 2
 import argparse
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
+from core.bench import median_seconds
 from core.engine import Engine
 
 SAMPLES = Path(__file__).resolve().parents[1] / "resources" / "samples"
 
 
 def median_ms(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    return 1000 * median_seconds(fn, repeats, torch.device("cpu"))
 
 
 def main():
@@ -40,7 +35,6 @@ def main():
     engine.load(args.checkpoint, "cpu", vocoder="griffin-lim")
     voices = sorted((SAMPLES / "voices").glob("*.flac"))
     source = sorted((SAMPLES / "faces").glob("*.png"))[0]
-    engine.face_from_voice(source, voices[0])  # warm-up
     print(f"model {engine.info.name} · torch {torch.__version__} · {args.threads} threads · "
           f"{platform.processor() or platform.machine()} · median of {args.repeats}")
     print(f"{'voice':<24} {'style ms':>9} {'face ms':>8} {'total ms':>9}")

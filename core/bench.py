@@ -22,7 +22,7 @@ from . import checkpoint, config, model
 from .engine import DEFAULT_CHECKPOINT, Engine
 
 
-def _median_seconds(fn, repeats: int, device: torch.device) -> float:
+def median_seconds(fn, repeats: int, device: torch.device) -> float:
     fn()  # warm-up (allocations, kernel selection)
     times = []
     for _ in range(repeats):
@@ -67,7 +67,7 @@ def _bench_engine(engine: Engine, label: str, batch_sizes: list[int], repeats: i
             "voice_from_style": lambda: engine.voice_from_style(voices, style),
         }
         for task, fn in tasks.items():
-            med = _median_seconds(fn, repeats, dev)
+            med = median_seconds(fn, repeats, dev)
             row = dict(preset=label, device=str(dev), task=task, batch=bs, median_ms=med * 1000,
                        per_item_ms=med * 1000 / bs, load_s=load_s, params_m=sum(params.values()) / 1e6)
             if task == "voice_from_style":
@@ -128,8 +128,8 @@ def bench_reference(device: str, batch_sizes: list[int], repeats: int, seconds: 
                 x = torch.randn(bs, 1, paper.n_mels, frames, device=dev)
                 f0 = torch.randn(bs, paper.f0_channels, paper.n_mels // 8, frames, device=dev)
                 args = (x, s, f0)
-            t_ours = _median_seconds(lambda: ours(*args), repeats, dev)
-            t_ref = _median_seconds(lambda: ref(*args), repeats, dev)
+            t_ours = median_seconds(lambda: ours(*args), repeats, dev)
+            t_ref = median_seconds(lambda: ref(*args), repeats, dev)
             rows.append(dict(reference=name, device=str(dev), batch=bs, ours_ms=t_ours * 1000, ref_ms=t_ref * 1000,
                              ratio=t_ours / t_ref, ours_params_m=model.count_parameters(ours) / 1e6,
                              ref_params_m=model.count_parameters(ref) / 1e6))

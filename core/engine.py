@@ -428,11 +428,11 @@ class Engine:
         todo = (target >= 0) & unsure(y, target)
         means = self._gender_mean_styles()
         toward = means - (means.sum(0, keepdim=True) - means) / max(len(means) - 1, 1)  # each gender's mean minus the others'
+        features, skips = source
         for t in GENDER_STEPS:
             if not todo.any():
                 break
             idx = todo.nonzero()[:, 0]
-            features, skips = source
             picked = (features[idx], {size: f[idx] for size, f in skips.items()})
             y[idx] = self.nets["generator_image"].decode_with_style(picked, s[idx] + t * toward[target[idx]])
             if t != GENDER_STEPS[-1]:  # the last try stays whatever the read-out says

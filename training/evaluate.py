@@ -198,13 +198,14 @@ def evaluate(checkpoint: str | Path, corpus: str | Path, out: str | Path, device
         sources = [others[(i + k) % len(others)].faces[0] for k in range(sources_per_reference)]
         made = engine.face_from_voice(sources, ref.voices[0], ref.gender)
         made_faces += made
-        real_faces += [face.prepare_face(face.load_image(p), made[0].size[0], None) for p in ref.faces[:len(made)]]
+        renders = [face.load_image(p) for p in ref.faces[:sources_per_reference]]  # the ceiling's, and the detail's
+        real_faces += [face.prepare_face(img, made[0].size[0], None) for img in renders]
         preds += predict(oracle, made)
         truths += [truth[ref.id]] * len(made)
         floor_src += predict(oracle, [Image.open(p) for p in sources])
         wrong = others[int(rng.integers(len(others)))]
         floor_rand += predict(oracle, engine.face_from_voice(sources, wrong.voices[0], wrong.gender))
-        ceiling += predict(oracle, [Image.open(p) for p in ref.faces[:sources_per_reference]])
+        ceiling += predict(oracle, renders)
         if len(sheet_rows) < 8:
             sheet_rows.append((Image.open(sources[0]), Image.open(ref.faces[0]), made[0]))
     ceiling_truth = [truth[s.id] for s in test for _ in range(min(sources_per_reference, len(s.faces)))]
@@ -444,8 +445,7 @@ def markdown(r: dict) -> str:
         lines += [f"Fine detail of the generated faces against the reference speakers' renders at the model's size "
                   f"(mean |Laplacian|, training/image_detail.py): {v2f['fine_detail']['sharpness']:.2f} "
                   f"(< 1: softer), of their colour {v2f['fine_detail']['colour_detail']:.2f} (> 1: coloured specks).", ""]
-    lines += [
-              f"A face restyled with its own style: mean absolute error {r['face_to_face_self']['mean_abs_error']:.3f} "
+    lines += [f"A face restyled with its own style: mean absolute error {r['face_to_face_self']['mean_abs_error']:.3f} "
               f"(0..1 pixel scale, {r['face_to_face_self']['faces']} faces; target <= 0.08).", "",
               "## Face -> voice", "", "| measure | converted | source (floor) |", "|---|---|---|",
               f"| F0 relative error | {pct(f2v['f0_rel_error'])} | {pct(f2v['f0_rel_error_source_floor'])} |",

@@ -141,6 +141,10 @@ def pretrain_image(model_cfg: ModelConfig | None, out: str | Path, steps: int, d
             load_optimizer_state("patch_discriminator", critic_opt, tensors, header["critic_optimizer"])
         step = header["step"]
     amp = autocast_dtype(dev, True)
+
+    def mixed_precision():
+        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp is not None)
+
     bar = tqdm(total=steps, initial=step, desc="image pre-training", disable=not progress)
     started, metrics = time.perf_counter(), {}
     while step < steps:
@@ -148,25 +152,27 @@ def pretrain_image(model_cfg: ModelConfig | None, out: str | Path, steps: int, d
             group["lr"] = learning_rate(step, steps, lr)
         generator = torch.Generator().manual_seed(seed * 1_000_003 + step)  # a resumed run draws what an unbroken one would
         x, r, g, t = (v.to(dev) for v in bank.batch(batch_size, generator))
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp is not None):
+        with mixed_precision():
             y = nets["generator_image"](x, nets["style_encoder_image"](r, g))
-        loss = (y.float() - t).abs().mean()
+        y = y.float()
+        pair_l1 = (y - t).abs().mean()
+        loss = pair_l1
         if detail:
-            loss = loss + detail * (image_detail.laplacian(y.float()) - image_detail.laplacian(t)).abs().mean()
+            loss = loss + detail * (image_detail.laplacian(y) - image_detail.laplacian(t)).abs().mean()
         if critic is not None:
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp is not None):
-                critic_loss = F.relu(1 - critic(t)).mean() + F.relu(1 + critic(y.detach().float())).mean()
+            with mixed_precision():
+                critic_loss = F.relu(1 - critic(t)).mean() + F.relu(1 + critic(y.detach())).mean()
             critic_opt.zero_grad(set_to_none=True)
             critic_loss.backward()
             critic_opt.step()
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp is not None):
-                loss = loss - adversarial * critic(y.float()).float().mean()
+            with mixed_precision():
+                loss = loss - adversarial * critic(y).float().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         step += 1
         bar.update()
-        bar.set_postfix(pair_l1=f"{loss.item():.3f}")
+        bar.set_postfix(pair_l1=f"{pair_l1.item():.3f}")
         stopping = should_stop is not None and should_stop(step)
         if step % checkpoint_every == 0 or step == steps or stopping:
             for net in nets.values():
