@@ -82,6 +82,31 @@ def test_styles_of_references(engine, media):
         engine.style_of_voice(media / "voice.wav", "robot")
 
 
+def test_a_conversion_that_misses_its_register_is_retried_and_the_nearest_kept(engine, monkeypatch):
+    """_land_register: within LANDING_TOLERANCE nothing is redone; else each retry converts the clip's
+    head, and the transposition that lands nearest converts the whole clip."""
+    monkeypatch.setattr(engine_module, "LANDING_SECONDS", 0.5)
+    lands_at = {5: 120.0, 1: 130.0, 9: 190.0}  # Hz that G_A "lands" on for each transposition
+    calls = []
+
+    def convert(wav, s, target, steps):
+        calls.append((wav.size, steps))
+        return speech_like(wav.size / SR, f0=lands_at[steps])
+
+    monkeypatch.setattr(engine, "_convert_voice", convert)
+    wav, style = speech_like(1.5), engine.sample_style("female", 0)
+    first = speech_like(1.5, f0=lands_at[5])
+    out = engine._land_register(wav, None, style, 5, first, goal=200.0)
+    assert calls == [(SR // 2, 1), (SR // 2, 9), (wav.size, 9)]
+    assert audio.median_f0([out]) == pytest.approx(190.0, rel=0.05) and out.size == wav.size
+    calls.clear()
+    assert engine._land_register(wav, None, style, 5, first, goal=125.0) is first and calls == []  # 0.7 st off
+    calls.clear()
+    lands_at[1] = lands_at[9] = 100.0  # no retry does better: the first conversion stays
+    assert engine._land_register(wav, None, style, 5, first, goal=200.0) is first
+    assert calls == [(SR // 2, 1), (SR // 2, 9)]
+
+
 def test_a_voice_without_a_given_gender_gets_the_head_of_its_register(engine):
     for f0, gender in ((110.0, "male"), (230.0, "female")):
         voice = speech_like(1.5, f0=f0)

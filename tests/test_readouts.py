@@ -10,6 +10,7 @@ from conftest import speech_like
 from PIL import Image
 
 from core import audio, checkpoint
+from core import engine as engine_module
 from core.engine import Engine, Style
 from training.data import synth
 from training.readouts import attach_readouts, fit_logistic, fit_ridge
@@ -47,7 +48,7 @@ def corpus(tmp_path_factory):
 
 
 def test_attached_readouts_decide_auto_gender_and_the_transposition_and_survive_export(tiny_checkpoint, corpus,
-                                                                                          tmp_path):
+                                                                                          tmp_path, monkeypatch):
     with_readouts = tmp_path / "with.safetensors"
     info = attach_readouts(tiny_checkpoint, corpus, with_readouts, per_speaker=2)
     assert info["face_gender"]["train_faces"] > 0 and info["f0_register"]["train_styles"] > 0
@@ -84,6 +85,7 @@ def test_attached_readouts_decide_auto_gender_and_the_transposition_and_survive_
     engine.f0_register = (w * 0, torch.tensor([np.log(110.0 * 2 ** (5 / 12))]))  # every style: 5 semitones up
     assert engine.register_of(latent) == pytest.approx(110.0 * 2 ** (5 / 12), rel=1e-4)
     assert engine.transposition(low, latent) == 5
+    monkeypatch.setattr(engine_module, "LANDING_TOLERANCE", float("inf"))  # retries: tests/test_engine.py
     heard = []  # the median F0 of each clip the engine makes a mel of
     engine._mel, real_mel = (lambda wav: heard.append(audio.median_f0([wav])) or real_mel(wav)), engine._mel
     assert engine.voice_from_style(low, latent).shape == low.shape
