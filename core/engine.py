@@ -583,6 +583,15 @@ class Engine:
             pieces.append(y[:, ks - rs:ke - rs])
         return torch.cat(pieces, dim=-1)
 
+    @torch.inference_mode()
+    def restyled_mel(self, wav: AudioInput, gender: str | None = None) -> torch.Tensor:
+        """(80, T): what G_A makes of a clip restyled with its own voice's style (no transposition),
+        frame-aligned with the clip: a vocoder's ground-truth-aligned training input."""
+        samples = self._waveform(wav, MAX_SOURCE_SECONDS)
+        style = self.style_of_voice(samples, gender)
+        with self._lock:
+            return self._convert_mel(self._mel(samples), self._style_tensor([style], 1)).cpu()
+
     # -- helpers for front ends (the app shows what it will convert) --------------------------
     def read_voice(self, src: AudioInput, max_seconds: float = MAX_SOURCE_SECONDS) -> np.ndarray:
         """A voice file or recording (Audio) as the engine will hear it: mono float32 at 24 kHz."""

@@ -53,7 +53,7 @@ def test_official_jdc_and_asr_formats_load(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
-def test_train_aux_and_vocoder_write_loadable_files(tmp_path):
+def test_train_aux_and_vocoder_write_loadable_files(tmp_path, tiny_checkpoint):
     from core import checkpoint
     from core.config import preset
     from core.vocoder import load_vocoder
@@ -76,3 +76,23 @@ def test_train_aux_and_vocoder_write_loadable_files(tmp_path):
     if by["original"]["dvector_similarity"] is not None:
         assert by["original"]["dvector_similarity"] > 0.99 and result["preferred"] == "griffin-lim"
     assert load_vocoder(tmp_path / "voc.safetensors").kind == "neural"
+
+    # fine-tuning: from the vocoder embedded in a model, with each clip also as that model's G_A remakes it
+    from training.vocoder import Segments, _gta_remaker, attach_vocoder, vocoder_state
+
+    model = tmp_path / "with-vocoder.safetensors"
+    attach_vocoder(tiny_checkpoint, tmp_path / "voc.safetensors", model)
+    plain = Segments(data.split("train"), "xfavot24k", progress=False)
+    gta = Segments(data.split("train"), "xfavot24k", progress=False, remake=_gta_remaker(model, torch.device("cpu")))
+    assert len(gta.clips) == 2 * len(plain.clips)
+    for (mel, wav), (remade, same) in zip(gta.clips[::2], gta.clips[1::2]):
+        assert same is wav and remade.shape == mel.shape and not torch.allclose(remade, mel)
+    result = train_vocoder(data, steps=1, out=tmp_path / "tuned.safetensors", batch_size=2, progress=False,
+                           evaluate=False, init=model, gta_model=model, lr=1e-12)
+    config, start = vocoder_state(model)
+    tuned_config, tuned = vocoder_state(tmp_path / "tuned.safetensors")
+    assert result["steps"] == 1 and "fine-tuned" in tuned_config["name"] and tuned_config["steps"] == 1
+    for name, value in start.items():  # a step at lr 1e-12 leaves the weights it started from
+        torch.testing.assert_close(tuned[name], value.float(), atol=1e-6, rtol=0)
+    with pytest.raises(UserError, match="neither a vocoder file nor a model with a vocoder"):
+        vocoder_state(tiny_checkpoint)

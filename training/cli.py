@@ -77,6 +77,10 @@ def add_vocoder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adversarial-start", type=int, help="step from which the GAN losses join (default: never)")
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--init", metavar="FILE", help="start from this vocoder file, or the vocoder embedded in this model file")
+    p.add_argument("--gta-model", metavar="MODEL", help="also teach each clip with the mel MODEL's audio generator makes "
+                   "of it restyled with its own voice (ground-truth-aligned fine-tuning)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the kind's)")
 
 
 def run_train_vocoder(args) -> dict:
@@ -88,7 +92,7 @@ def run_train_vocoder(args) -> dict:
     data.validate(need_both_genders=False, need_voices=True)
     result = train_vocoder(data, args.steps, args.out, args.kind, str(resolve_device(args.device)), args.batch_size,
                            adversarial_start=args.adversarial_start, checkpoint_every=args.checkpoint_every,
-                           resume=args.resume, seed=args.seed)
+                           resume=args.resume, seed=args.seed, init=args.init, gta_model=args.gta_model, lr=args.lr)
     print(f"{args.out}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                                       for k, v in result.items() if not isinstance(v, dict)))
     return result

@@ -66,16 +66,19 @@ CPU_DISCRIMINATOR = dict(
 class Segments:
     """Random aligned (mel, waveform) segments of the voice clips, decoded once."""
 
-    def __init__(self, data: Dataset, frontend: str, progress: bool, frames: int = 32):
+    def __init__(self, data: Dataset, frontend: str, progress: bool, frames: int = 32, remake=None):
+        """remake(wav, gender) -> (80, T): a second mel of each clip, paired with the same waveform."""
         self.clips = []
         self.frames = frames
-        paths = [p for s in data.speakers for p in s.voices]
-        for p in tqdm(paths, desc="vocoder data", disable=not progress):
+        items = [(p, s.gender) for s in data.speakers for p in s.voices]
+        for p, gender in tqdm(items, desc="vocoder data", disable=not progress):
             try:
                 wav = audio.load_audio(p)
             except UserError:
                 continue
             self.clips.append((audio.log_mel(wav, frontend), torch.from_numpy(wav)))
+            if remake is not None:
+                self.clips.append((remake(wav, gender), self.clips[-1][1]))
         if not self.clips:
             raise UserError("no readable voice clips to train a vocoder on")
 
@@ -116,8 +119,14 @@ def learning_rate(step: int, steps: int, base: float) -> float:
 def train_vocoder(data: Dataset, steps: int, out: str | Path, kind: str = "vocos", device: str = "cpu",
                   batch_size: int = 8, frontend: str = "xfavot24k", adversarial_start: int | None = None,
                   checkpoint_every: int = 500, resume: bool = False, seed: int = 0, progress: bool = True,
-                  evaluate: bool = True) -> dict:
-    """adversarial_start: step from which the GAN losses join (None: never; spectral losses only)."""
+                  evaluate: bool = True, init: str | Path | None = None, gta_model: str | Path | None = None,
+                  lr: float | None = None) -> dict:
+    """adversarial_start: step from which the GAN losses join (None: never; spectral losses only).
+    init: a vocoder file, or a model file with one embedded, to start from (its generator's layout
+    replaces --kind's). gta_model: every clip is also taught with the mel that model's G_A makes of
+    it restyled with its own voice (`Engine.restyled_mel`): ground-truth-aligned fine-tuning
+    (Tacotron 2's remedy for a vocoder that meets a generator's mels, not real ones).
+    lr: peak learning rate (default: the kind's)."""
     if kind not in VOCODERS:
         raise UserError(f"--kind must be one of {sorted(VOCODERS)}")
     pwg = parallel_wavegan()
@@ -126,15 +135,25 @@ def train_vocoder(data: Dataset, steps: int, out: str | Path, kind: str = "vocos
     recipe = VOCODERS[kind]
     spec = {"generator_type": recipe["generator_type"], "generator_params": recipe["generator_params"],
             "frontend": frontend, "name": f"{kind} trained on {data.name}"}
+    start = None
+    if init:
+        config, start = vocoder_state(init)
+        spec.update(generator_type=config["generator_type"], generator_params=config["generator_params"],
+                    name=f"{config.get('name', Path(init).name)}, fine-tuned on {data.name}" + (" (GTA)" if gta_model else ""))
+        if config.get("frontend", frontend) != frontend:
+            raise UserError(f"{Path(init).name} was trained on another mel front end")
     gen = build_generator(spec["generator_type"], spec["generator_params"]).to(dev)
+    if start is not None:
+        gen.load_state_dict({k: v.float() for k, v in start.items()})
+    peak = lr or recipe["lr"]
     disc = pwg.models.HiFiGANMultiScaleMultiPeriodDiscriminator(**CPU_DISCRIMINATOR).to(dev)
     stft_loss = pwg.losses.MultiResolutionSTFTLoss(fft_sizes=[2048, 1024, 512], hop_sizes=[300, 120, 50],
                                                    win_lengths=[1200, 600, 240]).to(dev)
     mel_loss = LogMelL1(frontend).to(dev)
     adv_g, adv_d = pwg.losses.GeneratorAdversarialLoss(), pwg.losses.DiscriminatorAdversarialLoss()
     feat_match = pwg.losses.FeatureMatchLoss()
-    optims = {"generator": torch.optim.AdamW(gen.parameters(), lr=recipe["lr"], betas=recipe["betas"]),
-              "discriminator": torch.optim.AdamW(disc.parameters(), lr=recipe["lr"], betas=recipe["betas"])}
+    optims = {"generator": torch.optim.AdamW(gen.parameters(), lr=peak, betas=recipe["betas"]),
+              "discriminator": torch.optim.AdamW(disc.parameters(), lr=peak, betas=recipe["betas"])}
     state_path = Path(str(out) + ".train.safetensors")
     step = 0
     if resume and state_path.is_file():
@@ -145,14 +164,15 @@ def train_vocoder(data: Dataset, steps: int, out: str | Path, kind: str = "vocos
             if name in header.get("optimizers", {}):
                 load_optimizer_state(name, opt, tensors, header["optimizers"][name])
         step = header["step"]
-    segments = Segments(data.split("train"), frontend, progress, recipe["segment_frames"])
+    segments = Segments(data.split("train"), frontend, progress, recipe["segment_frames"],
+                        _gta_remaker(gta_model, dev) if gta_model else None)
     bar = tqdm(total=steps, initial=step, desc=f"vocoder ({kind})", disable=not progress)
     t0 = time.perf_counter()
     while step < steps:
         rng = np.random.default_rng([seed, step])  # per step: a resumed run draws what an unbroken one would
         for opt in optims.values():
             for group in opt.param_groups:
-                group["lr"] = learning_rate(step, steps, recipe["lr"])
+                group["lr"] = learning_rate(step, steps, peak)
         mel, wav = (t.to(dev) for t in segments.batch(batch_size, rng))
         fake = _generate(gen, mel, pwg)
         sc, mag = stft_loss(fake[:, 0], wav[:, 0])
@@ -187,6 +207,25 @@ def train_vocoder(data: Dataset, steps: int, out: str | Path, kind: str = "vocos
     bar.close()
     result = {"steps": step, "seconds": time.perf_counter() - t0}
     return {**result, **evaluate_vocoder(out, data)} if evaluate else result
+
+
+def vocoder_state(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(config, generator tensors) of a vocoder file or of the vocoder embedded in a model file."""
+    tensors, header = checkpoint.load_tensors(path)
+    if header.get("format") == VOCODER_FORMAT:
+        return header["vocoder"], tensors
+    config, state = header.get("meta", {}).get("vocoder"), checkpoint.split_prefix(tensors, "vocoder")
+    if not (config and state):
+        raise UserError(f"{Path(path).name} is neither a vocoder file nor a model with a vocoder in it")
+    return config, state
+
+
+def _gta_remaker(model: str | Path, device: torch.device):
+    from core.engine import Engine
+
+    engine = Engine(align_faces=False)
+    engine.load(model, str(device), vocoder="griffin-lim")
+    return lambda wav, gender: engine.restyled_mel(wav, gender)
 
 
 def _generate(gen, mel, pwg):
