@@ -303,6 +303,13 @@ def median_f0(clips: list[np.ndarray], hop: int = HOP) -> float:
     return float(np.median(values)) if values else float("nan")
 
 
+def near_register_line(f0: float, semitones: float = 2.0) -> bool:
+    """Whether a median F0 sits within `semitones` of MALE_BELOW_HZ (147-185 Hz at 2), where adult
+    registers overlap and `gender_from_f0` is a guess (its misreads of real voices sit there or
+    just outside: see the model card)."""
+    return not math.isnan(f0) and abs(12 * math.log2(f0 / MALE_BELOW_HZ)) < semitones
+
+
 def gender_from_f0(f0: float) -> str | None:
     """"male" below MALE_BELOW_HZ of median F0, else "female"; None for NaN (no voiced frame)."""
     return None if math.isnan(f0) else ("male" if f0 < MALE_BELOW_HZ else "female")

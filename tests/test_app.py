@@ -126,6 +126,14 @@ def test_face_panel_voice_reference_on_several_sources(qtbot, window, media):
     images = [img for img, _ in panel.results.images]
     assert len(images) == 3 and all((img.width(), img.height()) == (64, 64) for img in images)
     assert "Face from voice" in window.timing_label.text()
+    # left on "estimate", the panel says how the voice was read (the test voice: 150 Hz, near the line)
+    assert panel.gender_note.isVisibleTo(panel) and "Hz" in panel.gender_note.text()
+    assert "close to the line" in panel.gender_note.text()
+    panel.gender.setCurrentIndex(panel.gender.findData("female"))
+    panel.convert()
+    wait_idle(qtbot, window)
+    assert not panel.gender_note.isVisibleTo(panel)  # the user chose: nothing to explain
+    panel.gender.setCurrentIndex(0)
 
     # face -> face, and a style sent from the latent panel
     panel.ref_face.set_path(str(faces()[5]))
@@ -161,6 +169,7 @@ def test_voice_panel_face_and_voice_references(qtbot, window, media, tmp_path, m
     wait_idle(qtbot, window)
     assert panel.result is not None and abs(panel.result.size - 2 * SR) <= 300
     assert panel.result_mel.image() is not None and panel.source_mel.image() is not None
+    assert panel.gender_note.text().endswith("from the face.")
     assert panel.result_wave.samples().size == panel.result.size
 
     panel.ref_voice.load_file(str(voices()[1]))

@@ -227,3 +227,11 @@ def test_speech_envelope_ignores_pauses_and_match_envelope_moves_it():
     assert torch.allclose(matched - lifter @ matched, mel - lifter @ mel, atol=1e-4)  # the harmonics stay
     limited = audio.match_envelope(mel, env_high, 1.0, max_db=6.0)
     assert (limited - mel).abs().max() <= 6.0 / audio.MEL_UNIT_DB + 1e-6
+
+
+def test_near_register_line_is_two_semitones_either_side_of_the_male_below_line():
+    line = audio.MALE_BELOW_HZ
+    assert audio.near_register_line(line) and audio.near_register_line(line * 2 ** (1.9 / 12))
+    assert audio.near_register_line(line * 2 ** (-1.9 / 12))
+    assert not audio.near_register_line(line * 2 ** (2.1 / 12)) and not audio.near_register_line(line * 2 ** (-2.1 / 12))
+    assert not audio.near_register_line(float("nan"))

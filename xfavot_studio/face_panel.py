@@ -27,6 +27,7 @@ from .context import AppContext
 from .widgets import (
     IMAGE_FILTER,
     FileDrops,
+    GenderNote,
     ImageView,
     ReferenceTabs,
     gender_combo,
@@ -154,6 +155,7 @@ class FacePanel(QWidget):
         self.reference = ReferenceTabs(ctx, ("voice", "face", "style"), "Reference face")
         self.ref_voice, self.ref_face, self.ref_style = self.reference.voice, self.reference.face, self.reference.style
         self.gender = gender_combo()
+        self.gender_note = GenderNote()
         self.convert_button = QPushButton("Make matching faces  (Ctrl+Enter)")
         self.convert_button.setDefault(True)
         self.convert_button.clicked.connect(self.convert)
@@ -163,6 +165,7 @@ class FacePanel(QWidget):
         middle.addWidget(QLabel("<b>Reference</b>: the voice (or face, or style) the new faces should match"))
         middle.addWidget(self.reference, 1)
         middle.addWidget(self.gender)
+        middle.addWidget(self.gender_note)
         middle.addWidget(self.convert_button)
         layout = QHBoxLayout(self)
         layout.addWidget(self.sources, 2)
@@ -185,14 +188,22 @@ class FacePanel(QWidget):
         if not faces:
             self.ctx.show_error(label, "Add at least one source face (Add…, Samples, or drop an image).")
             return
-        get_style = self.reference.style_getter(self.gender.currentData(), label)
+        chosen = self.gender.currentData()
+        get_style = self.reference.style_getter(chosen, label)
         if get_style is None:
             return
+
+        def run(engine, job):
+            style = get_style(engine)
+            return engine.face_from_style(faces, style), style
+
         self.convert_button.setEnabled(False)
-        self._job = self.ctx.worker.submit(lambda e, job: e.face_from_style(faces, get_style(e)), label, timed=True)
-        self._job.done.connect(lambda images: self._show(images, faces))
+        self._job = self.ctx.worker.submit(run, label, timed=True)
+        self._job.done.connect(lambda out: self._show(out, faces, chosen))
         self._job.failed.connect(lambda msg: self.ctx.show_error(label, msg))
         self._job.finished.connect(lambda: self.convert_button.setEnabled(True))
 
-    def _show(self, images, faces: list[str]) -> None:
+    def _show(self, out, faces: list[str], chosen: str | None) -> None:
+        images, style = out
+        self.gender_note.show_reading(style, chosen)
         self.results.set_images([(pil_to_qimage(img), f"{Path(src).stem}-matched") for img, src in zip(images, faces)])

@@ -10,6 +10,7 @@ from . import display
 from .context import AppContext
 from .widgets import (
     SAMPLE_RATE,
+    GenderNote,
     MelView,
     PlayButton,
     ReferenceTabs,
@@ -35,6 +36,7 @@ class VoicePanel(QWidget):
         self.reference = ReferenceTabs(ctx, ("face", "voice", "style"), "Reference face or avatar")
         self.ref_voice, self.ref_face, self.ref_style = self.reference.voice, self.reference.face, self.reference.style
         self.gender = gender_combo()
+        self.gender_note = GenderNote()
         self.convert_button = QPushButton("Convert voice  (Ctrl+Enter)")
         self.convert_button.setDefault(True)
         self.convert_button.clicked.connect(self.convert)
@@ -67,6 +69,7 @@ class VoicePanel(QWidget):
         left.addWidget(QLabel("<b>Reference</b>: the face (or voice, or style) the new voice should match"))
         left.addWidget(self.reference, 1)
         left.addWidget(self.gender)
+        left.addWidget(self.gender_note)
         left.addWidget(self.convert_button)
         layout = QHBoxLayout(self)
         layout.addLayout(left, 1)
@@ -95,23 +98,26 @@ class VoicePanel(QWidget):
 
         src = Audio(self.source.samples, SAMPLE_RATE)
         label = f"Voice from {self.reference.kind}"
-        get_style = self.reference.style_getter(self.gender.currentData(), label)
+        chosen = self.gender.currentData()
+        get_style = self.reference.style_getter(chosen, label)
         if get_style is None:
             return
         what = self.reference.describe()
 
         def run(engine, job):
-            wav = engine.voice_from_style(src, get_style(engine))
-            return wav, display.mel_picture(engine, wav)
+            style = get_style(engine)
+            wav = engine.voice_from_style(src, style)
+            return wav, display.mel_picture(engine, wav), style
 
         self.convert_button.setEnabled(False)
         self._job = self.ctx.worker.submit(run, label, timed=True)
-        self._job.done.connect(lambda out: self._show(out, f"{self.source.label} → {what}"))
+        self._job.done.connect(lambda out: self._show(out, f"{self.source.label} → {what}", chosen))
         self._job.failed.connect(lambda msg: self.ctx.show_error(label, msg))
         self._job.finished.connect(lambda: self.convert_button.setEnabled(True))
 
-    def _show(self, out, caption: str) -> None:
-        self.result, mel = out
+    def _show(self, out, caption: str, chosen: str | None) -> None:
+        self.result, mel, style = out
+        self.gender_note.show_reading(style, chosen)
         self.result_name.setText(f"{caption} · {len(self.result) / SAMPLE_RATE:.1f} s")
         self.result_wave.set_samples(self.result)
         self.result_mel.set_mel(mel)

@@ -410,6 +410,41 @@ def gender_combo() -> QComboBox:
     return combo
 
 
+def gender_reading(style) -> tuple[str, bool]:
+    """(what to tell the user about how the reference's gender was read, whether to warn)."""
+    from core import audio
+
+    if style.source == "voice" and style.f0_hz is not None:
+        text = (f"Read as {style.gender}: the voice's median pitch is {style.f0_hz:.0f} Hz "
+                f"(below {audio.MALE_BELOW_HZ:.0f} Hz reads as male).")
+        if audio.near_register_line(style.f0_hz):
+            return text + " That is close to the line: if the faces look wrong, choose the gender above.", True
+        return text, False
+    if style.source == "voice":
+        return f"Read as {style.gender} by the model (no voiced speech to measure the pitch of).", True
+    if style.source == "face":
+        return f"Read as {style.gender} from the face.", False
+    return f"The style is {style.gender}.", False
+
+
+class GenderNote(QLabel):
+    """Under a gender setting left on *estimate*: how the model read the reference's gender."""
+
+    def __init__(self):
+        super().__init__()
+        self.setWordWrap(True)
+        self.hide()
+
+    def show_reading(self, style, chosen: str | None) -> None:
+        if chosen is not None:  # the user decided; nothing to explain
+            self.hide()
+            return
+        text, warn = gender_reading(style)
+        self.setText(text)
+        self.setStyleSheet("color: #b35900;" if warn else "")
+        self.show()
+
+
 class StyleSlot(QWidget):
     """Holds a style sent from the latent panel (shown as the face it made there)."""
 
