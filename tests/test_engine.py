@@ -83,8 +83,9 @@ def test_styles_of_references(engine, media):
 
 
 def test_a_conversion_that_misses_its_register_is_retried_and_the_nearest_kept(engine, monkeypatch):
-    """_land_register: within LANDING_TOLERANCE nothing is redone; else each retry converts the clip's
-    head, and the transposition that lands nearest converts the whole clip."""
+    """_land_register: within LANDING_TOLERANCE nothing is redone; else the retry toward the goal
+    converts the clip's head, the other too if that one misses, and the transposition that lands
+    nearest converts the whole clip."""
     monkeypatch.setattr(engine_module, "LANDING_SECONDS", 0.5)
     lands_at = {5: 120.0, 1: 130.0, 9: 190.0}  # Hz that G_A "lands" on for each transposition
     calls = []
@@ -97,14 +98,21 @@ def test_a_conversion_that_misses_its_register_is_retried_and_the_nearest_kept(e
     wav, style = speech_like(1.5), engine.sample_style("female", 0)
     first = speech_like(1.5, f0=lands_at[5])
     out = engine._land_register(wav, None, style, 5, first, goal=200.0)
-    assert calls == [(SR // 2, 1), (SR // 2, 9), (wav.size, 9)]
+    assert calls == [(SR // 2, 9), (wav.size, 9)]  # up first (120 Hz is below 200), and it lands
     assert audio.median_f0([out]) == pytest.approx(190.0, rel=0.05) and out.size == wav.size
     calls.clear()
-    assert engine._land_register(wav, None, style, 5, first, goal=125.0) is first and calls == []  # 0.7 st off
+    lands_at[9] = 150.0  # up misses too: down is tried, and the nearest of the three kept
+    engine._land_register(wav, None, style, 5, first, goal=200.0)
+    assert calls == [(SR // 2, 9), (SR // 2, 1), (wav.size, 9)]
     calls.clear()
+    assert engine._land_register(wav, None, style, 5, first, goal=125.0) is first and calls == []  # 0.7 st off
     lands_at[1] = lands_at[9] = 100.0  # no retry does better: the first conversion stays
     assert engine._land_register(wav, None, style, 5, first, goal=200.0) is first
-    assert calls == [(SR // 2, 1), (SR // 2, 9)]
+    assert calls == [(SR // 2, 9), (SR // 2, 1)]
+    calls.clear()
+    lands_at[8] = 100.0  # at +12 the upward retry would be +12 again: only -4 (to +8) is tried
+    assert engine._land_register(wav, None, style, 12, first, goal=400.0) is first
+    assert calls == [(SR // 2, 8)]
 
 
 def test_a_voice_without_a_given_gender_gets_the_head_of_its_register(engine):
