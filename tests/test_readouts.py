@@ -13,6 +13,7 @@ from core import audio, checkpoint
 from core import engine as engine_module
 from core.engine import Engine, Style
 from training.data import synth
+from training.data.datasets import load_synthetic
 from training.readouts import attach_readouts, fit_logistic, fit_ridge
 
 
@@ -50,8 +51,10 @@ def corpus(tmp_path_factory):
 def test_attached_readouts_decide_auto_gender_and_the_transposition_and_survive_export(tiny_checkpoint, corpus,
                                                                                           tmp_path, monkeypatch):
     with_readouts = tmp_path / "with.safetensors"
-    info = attach_readouts(tiny_checkpoint, corpus, with_readouts, per_speaker=2)
-    assert info["face_gender"]["train_faces"] > 0 and info["f0_register"]["train_styles"] > 0
+    info = attach_readouts(tiny_checkpoint, corpus, with_readouts, per_speaker=2, rendered=24, progress=False)
+    trained_faces = sum(min(2, len(s.faces)) for s in load_synthetic(corpus).speakers if s.split == "train")
+    assert info["face_gender"]["train_faces"] == trained_faces + 24 * 4  # + 24 rendered identities in 4 poses
+    assert info["f0_register"]["train_styles"] > 0
     trained = [s for s in synth.load_manifest(corpus)["speakers"] if s["split"] == "train"]
     assert info["face_styles"] == {g: sum(s["gender"] == g for s in trained) for g in ("female", "male")}
     assert checkpoint.load_tensors(with_readouts)[1]["meta"]["readouts"] == info

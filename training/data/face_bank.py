@@ -35,6 +35,15 @@ def _render_group(args: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarr
     return faces, np.array([GENDERS.index(p.gender) for p in people], dtype=np.int64)
 
 
+def render_identities(size: int, groups: int, identities: int, poses: int, seed: int, workers: int = 2,
+                      progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fresh identities (none of a corpus's speakers) rendered in `poses` poses each:
+    faces (groups, identities, poses, size, size, 3) uint8 and genders (groups, identities) as GENDERS indices."""
+    jobs = [(seed * 100_003 + 1_000 + g, identities, poses, size) for g in range(groups)]
+    parts = render_in_workers(_render_group, jobs, workers, "render faces", "group", progress)
+    return torch.from_numpy(np.stack([p[0] for p in parts])), torch.from_numpy(np.stack([p[1] for p in parts]))
+
+
 class FaceBank:
     def __init__(self, faces: torch.Tensor, genders: torch.Tensor):
         self.faces = faces      # (groups, identities, poses, H, W, 3) uint8
@@ -52,9 +61,7 @@ class FaceBank:
             tensors, header = checkpoint.load_tensors(path)
             if header == settings:
                 return cls(tensors["faces"], tensors["genders"])
-        jobs = [(seed * 100_003 + 1_000 + g, identities, poses, size) for g in range(groups)]
-        parts = render_in_workers(_render_group, jobs, workers, "render face bank", "group", progress)
-        bank = cls(torch.from_numpy(np.stack([p[0] for p in parts])), torch.from_numpy(np.stack([p[1] for p in parts])))
+        bank = cls(*render_identities(size, groups, identities, poses, seed, workers, progress))
         path.parent.mkdir(parents=True, exist_ok=True)
         checkpoint.save_tensors(path, {"faces": bank.faces, "genders": bank.genders}, settings)
         return bank
