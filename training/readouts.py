@@ -6,8 +6,8 @@
   E_I's trunk features of the corpus's training faces and of `rendered` fresh identities in 4 poses
   each (training.data.face_bank.render_identities; 960 by default). On the corpus's 77 training
   identities alone it read 93.7 % of the validation faces right and 5 of the app's 8 bundled
-  avatars; with 960 rendered identities as well 99.0 % and 7 of 8
-  (/work/runs/probes/face_gender_bank.py). The Engine's fallback, "the D_I head that
+  avatars; with 960 rendered identities as well 99.0 % and 7 of 8 in the probe
+  (/work/runs/probes/face_gender_bank.py), 8 of 8 with the shipped fit. The Engine's fallback, "the D_I head that
   finds the face most real", is a heuristic D_I is never trained for (each head only sees its own
   gender's real faces): it read the m7 model's validation faces right 76.9 % of the time, the
   read-out 95.2 %. The app uses the estimate whenever the gender is left on "auto", e.g. for the
@@ -83,12 +83,12 @@ def face_features(engine: Engine, speakers, per_speaker: int) -> tuple[torch.Ten
 def rendered_face_features(engine: Engine, identities: int, progress: bool = True, poses: int = 4,
                            seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """E_I trunk features (N, D) and gender indices (N,) of fresh rendered identities (groups of 24)."""
-    from .data.face_bank import render_identities
+    from .data.face_bank import faces_to_tensor, render_identities
     from .data.identity import GENDERS
 
     faces, genders = render_identities(engine.cfg.img_size, max(1, identities // 24), 24, poses, seed,
                                        progress=progress)
-    images = faces.reshape(-1, *faces.shape[-3:]).permute(0, 3, 1, 2).float() / 127.5 - 1  # as face.image_to_tensor
+    images = faces_to_tensor(faces.reshape(-1, *faces.shape[-3:]))
     with torch.inference_mode():
         features = torch.cat([engine.nets["style_encoder_image"].shared(images[i:i + 256].to(engine.device)).cpu()
                               for i in range(0, len(images), 256)])

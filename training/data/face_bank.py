@@ -77,13 +77,13 @@ class FaceBank:
             group = torch.zeros(n, dtype=torch.long)
         a, b = (torch.randint(identities, (n,), generator=generator) for _ in range(2))
         p, q = (torch.randint(poses, (n,), generator=generator) for _ in range(2))
-        source, reference, target = (_to_tensor(self.faces[group, who, pose]) for who, pose in ((a, p), (b, q), (b, p)))
+        source, reference, target = (faces_to_tensor(self.faces[group, who, pose]) for who, pose in ((a, p), (b, q), (b, p)))
         if split == "train":
             flip = torch.rand(n, generator=generator) < 0.5
             source[flip], target[flip] = source[flip].flip(-1), target[flip].flip(-1)
         return source, reference, self.genders[group, b], target
 
 
-def _to_tensor(faces: torch.Tensor) -> torch.Tensor:
+def faces_to_tensor(faces: torch.Tensor) -> torch.Tensor:
     """(n, H, W, 3) uint8 -> (n, 3, H, W) float in [-1, 1]."""
     return faces.permute(0, 3, 1, 2).float() / 127.5 - 1
