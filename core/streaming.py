@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from . import audio
-from .engine import ENVELOPE_MATCH, MAX_TRANSPOSE, REGISTER_HOP, formant_factor, semitones_between
+from .engine import ENVELOPE_MATCH, MAX_TRANSPOSE, REGISTER_HOP, STYLE_PUSH, formant_factor, semitones_between
 
 FRAME_GRID = 4 * audio.HOP  # G_A halves time twice: windows slide by multiples of 4 frames (50 ms)
 
@@ -104,6 +104,10 @@ class StreamingConverter:
         self.semitones = 0 if transpose is None else int(np.clip(transpose, -MAX_TRANSPOSE, MAX_TRANSPOSE))
         self.settled = transpose is not None or self.target_hz is None   # False: auto, still listening
         self.heard_f0: list[float] = []                                # voiced F0 (Hz) while listening
+        # toward a voice, as offline: the style pushed away from the speaker's own (Engine.
+        # _pushed_from_source), read from the window once SETTLE_VOICED_SECONDS of speech were heard
+        self.reference = style
+        self.pushed = not (STYLE_PUSH and style.source == "voice")
         self.shifted = np.zeros(self.window, np.float32)               # `buffer` moved by `semitones`
         # toward a voice: the equaliser onto its envelope (as offline), from the converted window's
         # speech, followed with a time constant of EQ_FOLLOW_SECONDS while the speaker talks
@@ -170,14 +174,19 @@ class StreamingConverter:
 
     # -- transposition ---------------------------------------------------------------------------
     def _listen(self) -> None:
-        """Auto: add the newest block's voiced F0 to what was heard; fix the transposition once
-        enough was."""
-        if self.settled or not self._speaking():
+        """Add the newest block's voiced F0 to what was heard; once enough was, fix the auto
+        transposition and push the style away from the speaker's own."""
+        if (self.settled and self.pushed) or not self._speaking():
             return
         f0, voiced = audio.f0_track(self.buffer[-(self.block + self.YIN_FRAME):], REGISTER_HOP)
         newest = np.arange(f0.size) * REGISTER_HOP >= self.YIN_FRAME  # frames centred in the new block
         self.heard_f0.extend(f0[voiced & newest].tolist())
-        if len(self.heard_f0) * REGISTER_HOP >= self.SETTLE_VOICED_SECONDS * audio.SAMPLE_RATE:
+        if len(self.heard_f0) * REGISTER_HOP < self.SETTLE_VOICED_SECONDS * audio.SAMPLE_RATE:
+            return
+        if not self.pushed:
+            self.style = self.engine._pushed_from_source(self.buffer, self.reference)
+            self.pushed = True
+        if not self.settled:
             self.semitones = semitones_between(float(np.median(self.heard_f0)), self.target_hz)
             self.settled = True
             if self.semitones:

@@ -277,3 +277,23 @@ def test_conversion_toward_a_voice_matches_its_envelope(engine, monkeypatch):
     torch.testing.assert_close(mels[1.0] - mels[0.0], gain[:, None].expand_as(mels[0.0]), atol=1e-4, rtol=0)
     distance = {k: float((audio.speech_envelope(m) - torch.from_numpy(voice.envelope)).abs().mean()) for k, m in mels.items()}
     assert distance[1.0] < 0.5 * distance[0.0]  # measured 0.82 -> 0.27 (the tiny untrained G_A is far off in places)
+
+
+def test_conversion_toward_a_voice_pushes_its_style_away_from_the_source(engine, monkeypatch):
+    """Toward a voice reference G_A reads s_ref + STYLE_PUSH (s_ref - s_source); toward a face or a
+    latent sample the style as it is."""
+    import torch
+
+    read = []  # the styles G_A is given
+    generator = engine.nets["generator_audio"]
+    monkeypatch.setattr(generator, "forward", lambda x, s, f0, _f=generator.forward: read.append(s.clone()) or _f(x, s, f0))
+    source = speech_like(1.0, f0=120.0, seed=5)
+    voice = engine.style_of_voice(speech_like(1.5, f0=220.0, seed=4))
+    own = torch.from_numpy(engine.style_of_voice(source).vector)
+    engine.voice_from_style(source, voice, transpose=False)
+    reference = torch.from_numpy(voice.vector)
+    torch.testing.assert_close(read[-1][0], reference + engine_module.STYLE_PUSH * (reference - own))
+    assert engine_module.STYLE_PUSH > 0 and not torch.allclose(read[-1][0], torch.from_numpy(voice.vector))
+    latent = engine.sample_style("female", 3)
+    engine.voice_from_style(source, latent, transpose=False)
+    torch.testing.assert_close(read[-1][0], torch.from_numpy(latent.vector))

@@ -111,6 +111,25 @@ def test_auto_transposition_listens_then_moves_the_f0_features_to_the_style_regi
     assert ours < 0.3 * unshifted, (ours, unshifted)
 
 
+def test_toward_a_voice_the_live_style_is_pushed_away_from_the_speaker_once_heard(identity_engine, monkeypatch):
+    """As offline (Engine._pushed_from_source), once, from the window heard when SETTLE_VOICED_SECONDS
+    of speech were; with a fixed transposition too. Toward a latent sample the style stays."""
+    given = []
+    push = identity_engine._pushed_from_source
+    monkeypatch.setattr(identity_engine, "_pushed_from_source", lambda wav, st: given.append(wav.copy()) or push(wav, st))
+    voice = identity_engine.style_of_voice(speech_like(2.0, f0=220, seed=1), "female")
+    stream = StreamingConverter(identity_engine, voice, block_ms=100, transpose=0)
+    speech = speech_like(4.0, f0=110, seed=2)
+    stream.process(speech[: int(0.5 * audio.SAMPLE_RATE)])
+    assert given == [] and torch.equal(stream.style, identity_engine._style_tensor([voice], 1))
+    stream.process(speech[int(0.5 * audio.SAMPLE_RATE):])
+    assert len(given) == 1 and torch.equal(stream.style, push(given[0], voice))
+    assert not torch.equal(stream.style, identity_engine._style_tensor([voice], 1))
+    latent = StreamingConverter(identity_engine, identity_engine.sample_style("female", 0), block_ms=100)
+    latent.process(speech)
+    assert len(given) == 1 and latent.settled
+
+
 def test_fixed_transposition_and_silence(identity_engine, style):
     off = StreamingConverter(identity_engine, style, block_ms=100, transpose=0)
     off.process(speech_like(2.0, f0=110))
