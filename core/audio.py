@@ -103,19 +103,22 @@ def save_audio(path: str | Path, wav: np.ndarray, rate: int = SAMPLE_RATE, fmt: 
     sf.write(str(path), np.clip(wav, -1.0, 1.0), rate, subtype=subtype, format=fmt.upper())
 
 
-def normalize_loudness(wav: np.ndarray, target_lufs: float = TARGET_LUFS, rate: int = SAMPLE_RATE) -> np.ndarray:
-    """ITU-R BS.1770 integrated loudness (pyloudnorm) to target_lufs, peaks kept below 0.99.
-
-    Clips under 0.4 s (one BS.1770 gating block) fall back to RMS level matching."""
+def loudness(wav: np.ndarray, rate: int = SAMPLE_RATE) -> float:
+    """ITU-R BS.1770 integrated loudness (LUFS, pyloudnorm; gated, so pauses do not count); -inf
+    for silence. Clips under 0.4 s (one gating block) are read by their RMS level."""
     import pyloudnorm
 
     if wav.size >= int(0.4 * rate):
-        loudness = pyloudnorm.Meter(rate).integrated_loudness(wav.astype(np.float64))
-    else:
-        loudness = 20 * math.log10(max(float(np.sqrt(np.mean(wav ** 2))), 1e-9)) - 0.691
-    if not math.isfinite(loudness):
+        return float(pyloudnorm.Meter(rate).integrated_loudness(wav.astype(np.float64)))
+    return 20 * math.log10(max(float(np.sqrt(np.mean(wav ** 2))), 1e-9)) - 0.691
+
+
+def normalize_loudness(wav: np.ndarray, target_lufs: float = TARGET_LUFS, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """`loudness` to target_lufs, peaks kept below 0.99."""
+    level = loudness(wav, rate)
+    if not math.isfinite(level):
         return wav
-    out = wav * (10 ** ((target_lufs - loudness) / 20))
+    out = wav * (10 ** ((target_lufs - level) / 20))
     peak = float(np.max(np.abs(out)))
     if peak > 0.99:
         out = out * (0.99 / peak)

@@ -17,6 +17,9 @@ How (after RVC's and w-okada's realtime paths, ../shared/design/live-notes.md):
   fixed once SETTLE_VOICED_SECONDS of voiced speech were heard (one that kept moving would bend
   the voice mid-phrase) and is 0 until then. Only the newest audio is pitch-shifted per block
   (with a little left context), kept in a ring beside the input's.
+- Level: input and output are brought to the corpora's loudness (as offline: Engine._speech, and
+  the normalised result) by gains that follow the window's loudness while the speaker talks
+  (LevelFollower).
 - Joins: the new block's start is aligned to the previous block's tail by SOLA (the offset within
   `search_ms` with the highest normalised cross-correlation), then the two overlap for
   `crossfade_ms` with equal-power (sin^2/cos^2) fades, so nothing clicks at the joins.
@@ -68,6 +71,28 @@ def round_to_grid(ms: float) -> int:
     return max(FRAME_GRID, -(-samples // FRAME_GRID) * FRAME_GRID)
 
 
+class LevelFollower:
+    """A gain that brings audio to audio.TARGET_LUFS: set by the first loudness it is shown, then
+    following it with a time constant of FOLLOW_SECONDS (one step per block)."""
+    FOLLOW_SECONDS = 1.0
+    MAX_DB = 30.0
+
+    def __init__(self, block: int):
+        self.step = min(1.0, block / audio.SAMPLE_RATE / self.FOLLOW_SECONDS)
+        self.db: float | None = None
+
+    def follow(self, wav: np.ndarray) -> None:
+        level = audio.loudness(wav)
+        if not np.isfinite(level):
+            return
+        want = float(np.clip(audio.TARGET_LUFS - level, -self.MAX_DB, self.MAX_DB))
+        self.db = want if self.db is None else self.db + self.step * (want - self.db)
+
+    @property
+    def factor(self) -> float:
+        return 10 ** ((self.db or 0.0) / 20)
+
+
 class StreamingConverter:
     VOCODER_CONTEXT_FRAMES = 24  # the Vocos backbone sees +-19 frames; Griffin-Lim is local too
     SETTLE_VOICED_SECONDS = 1.5  # auto transposition: voiced speech heard before it is fixed
@@ -113,6 +138,9 @@ class StreamingConverter:
         # speech, followed with a time constant of EQ_FOLLOW_SECONDS while the speaker talks
         self.envelope = torch.from_numpy(style.envelope) if style.envelope is not None and ENVELOPE_MATCH else None
         self.gain: torch.Tensor | None = None
+        # input and output at the corpora's loudness, as offline (Engine._speech, normalize_loudness)
+        self.input_level, self.output_level = LevelFollower(self.block), LevelFollower(self.block)
+        self.emitted = np.zeros(self.window, np.float32)               # the newest output, before its gain
 
     def timings(self) -> StreamTimings:
         """Where the algorithmic latency goes: block + what is held back after it (lookahead,
@@ -132,12 +160,14 @@ class StreamingConverter:
         """Converted audio of window samples [context - search, context + block + crossfade + search):
         the block to emit, with room for the SOLA shift and the next crossfade."""
         e = self.engine
+        gain = self.input_level.factor
+        wav = wav * gain
         mel = e._mel(wav)[:, :-1]  # centred frames: T = window / hop (the last half-frame dropped)
         mel = audio.warp_formants(mel, formant_factor(self.semitones), e.cfg.mel_frontend)
         with e._lock:
             x = mel[None, None]
             # float32 STFT for the F0 features alone: 3x faster, and JDC was trained on such crops
-            f0_in = audio.log_mel(self.shifted, e.cfg.mel_frontend, precise=False)[:, :-1].to(e.device)[None, None] \
+            f0_in = audio.log_mel(self.shifted * gain, e.cfg.mel_frontend, precise=False)[:, :-1].to(e.device)[None, None] \
                 if self.semitones else x
             y = e.nets["generator_audio"](x, self.style, e.nets["jdc"].get_feature(f0_in))[0, 0]
         y = self._equalise(y)
@@ -215,8 +245,15 @@ class StreamingConverter:
         t0 = time.perf_counter()
         self._shift_newest()
         self._listen()
+        speaking = self._speaking()
+        if speaking:
+            self.input_level.follow(self.buffer)
         new = self._convert_window(self.buffer)
         d = self._sola_offset(new)
+        self.emitted = np.concatenate([self.emitted[self.block:], new[d:d + self.block]])
+        if speaking:
+            self.output_level.follow(self.emitted)
+        new = new * self.output_level.factor
         out = new[d:d + self.block].copy()
         if self.tail is not None and self.crossfade:
             out[:self.crossfade] = self.tail * self.fade_out + out[:self.crossfade] * self.fade_in

@@ -262,7 +262,8 @@ def test_conversion_toward_a_voice_matches_its_envelope(engine, monkeypatch):
     reference = speech_like(1.5, f0=220.0, seed=4)
     voice = engine.style_of_voice(reference)
     assert voice.envelope.shape == (80,)
-    np.testing.assert_allclose(voice.envelope, audio.speech_envelope(audio.log_mel(reference)).numpy(), atol=1e-5)
+    heard_reference = audio.normalize_loudness(reference)  # at the corpora's loudness (Engine._speech)
+    np.testing.assert_allclose(voice.envelope, audio.speech_envelope(audio.log_mel(heard_reference)).numpy(), atol=1e-5)
     assert engine.sample_style("female", 0).envelope is None
     source = speech_like(1.0, f0=120.0, seed=5)
     mels = {}
@@ -297,3 +298,18 @@ def test_conversion_toward_a_voice_pushes_its_style_away_from_the_source(engine,
     latent = engine.sample_style("female", 3)
     engine.voice_from_style(source, latent, transpose=False)
     torch.testing.assert_close(read[-1][0], torch.from_numpy(latent.vector))
+
+
+def test_conversions_and_styles_do_not_depend_on_the_input_level(engine, monkeypatch):
+    """Sources and references are brought to the corpora's loudness first (Engine._speech): a
+    quiet microphone gives what a loud one gives."""
+    heard = []  # the mels the vocoder is given
+    vocoder = engine.vocoder
+    monkeypatch.setattr(engine, "vocoder", lambda mel: heard.append(mel.clone()) or vocoder(mel))
+    source, reference = speech_like(1.5, f0=120.0, seed=5), speech_like(1.5, f0=220.0, seed=4)
+    style, quiet_style = engine.style_of_voice(reference), engine.style_of_voice(0.03 * reference)
+    np.testing.assert_allclose(quiet_style.vector, style.vector, atol=1e-4)
+    engine.voice_from_style(0.03 * source, style, transpose=False)
+    engine.voice_from_style(source, style, transpose=False)
+    quiet, loud = heard[-2:]
+    assert (quiet - loud).abs().max() < 1e-3
