@@ -65,6 +65,16 @@ def is_silent(wav: np.ndarray) -> bool:
     return float(np.sqrt(np.mean(np.asarray(wav, np.float64) ** 2))) < SILENCE_RMS
 
 
+CLIPPED_LEVEL = 0.98   # samples this near full scale count as clipped
+CLIPPED_SHARE = 0.001  # a recording with more of them than this clips audibly
+
+
+def clipped_share(wav: np.ndarray) -> float:
+    """The share of samples at full scale (|x| >= CLIPPED_LEVEL): a recording made too loud."""
+    wav = np.asarray(wav)
+    return float(np.mean(np.abs(wav) >= CLIPPED_LEVEL)) if wav.size else 0.0
+
+
 def prepare_waveform(wav: np.ndarray, rate: int, name: str = "audio") -> np.ndarray:
     """Mono float32 at any rate -> 24 kHz, checked for length and silence."""
     wav = np.asarray(wav, dtype=np.float32)

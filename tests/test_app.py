@@ -326,6 +326,20 @@ def test_no_audio_device_disables_recording_and_playback(qtbot, window, monkeypa
     assert slot.samples is not None
 
 
+def test_a_clipping_recording_gets_a_note(qtbot, window):
+    from xfavot_studio.widgets import VoiceSlot
+
+    slot = VoiceSlot(window.ctx, "Voice", "voices")
+    qtbot.addWidget(slot)
+    clean = 0.5 * speech_like(2.0)
+    slot.set_samples(clean, "clean")
+    assert slot.level_note.isHidden()
+    slot.set_samples(np.clip(8 * clean, -1, 1), "loud")  # driven 18 dB into full scale
+    assert not slot.level_note.isHidden() and "clips" in slot.level_note.text()
+    slot.set_samples(clean, "clean again")
+    assert slot.level_note.isHidden()
+
+
 @pytest.fixture()
 def fake_mic(monkeypatch):
     """A 48 kHz microphone that hears 3 s of speech, and speakers that record what they play."""

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.audio import AUDIO_EXTS
+from core.audio import AUDIO_EXTS, CLIPPED_SHARE, clipped_share
 from core.errors import UserError
 from core.face import IMAGE_EXTS, load_image
 
@@ -302,6 +302,10 @@ class VoiceSlot(FileDrops, QGroupBox):
 
         self.name = QLabel("No voice yet: record one, open a file, drop one here or pick a sample.")
         self.name.setWordWrap(True)
+        self.level_note = QLabel("")  # a recording made too loud: it clips
+        self.level_note.setWordWrap(True)
+        self.level_note.setStyleSheet("color: #b35900;")
+        self.level_note.hide()
         self.wave = WaveformView()
         open_button = QPushButton("Open…")
         open_button.clicked.connect(self.choose)
@@ -338,6 +342,7 @@ class VoiceSlot(FileDrops, QGroupBox):
         self.name.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
         layout = QVBoxLayout(self)
         layout.addWidget(self.name)
+        layout.addWidget(self.level_note)
         layout.addWidget(self.wave)
         layout.addLayout(files)
         layout.addLayout(mic)
@@ -366,6 +371,10 @@ class VoiceSlot(FileDrops, QGroupBox):
     def set_samples(self, samples: np.ndarray, label: str) -> None:
         self.samples, self.label = np.asarray(samples, np.float32), label
         self.name.setText(f"{label} · {len(samples) / SAMPLE_RATE:.1f} s")
+        clipped = clipped_share(self.samples)
+        self.level_note.setText(f"It clips: {100 * clipped:.1f} % of the samples are at full scale. Loudness is "
+                                "evened out before conversion, but clipping cannot be undone: record a little quieter.")
+        self.level_note.setVisible(clipped > CLIPPED_SHARE)
         self.wave.set_samples(self.samples)
         self.changed.emit()
 
