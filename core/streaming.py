@@ -16,7 +16,10 @@ How (after RVC's and w-okada's realtime paths, ../shared/design/live-notes.md):
   live speaker's register is unknown at the start, so `auto` listens first: the transposition is
   fixed once SETTLE_VOICED_SECONDS of voiced speech were heard (one that kept moving would bend
   the voice mid-phrase) and is 0 until then. Only the newest audio is pitch-shifted per block
-  (with a little left context), kept in a ring beside the input's.
+  (with a little left context), kept in a ring beside the input's. Toward a face or a latent
+  sample the converted voice is then heard for as long, and the transposition moved once by 4
+  semitones toward the style's register if the voice missed it by more than 2 (`_land`; offline
+  retries both ways, Engine._land_register).
 - Level: input and output are brought to the corpora's loudness (as offline: Engine._speech, and
   the normalised result) by gains that follow the window's loudness while the speaker talks
   (LevelFollower).
@@ -38,7 +41,16 @@ import numpy as np
 import torch
 
 from . import audio
-from .engine import ENVELOPE_MATCH, MAX_TRANSPOSE, REGISTER_HOP, STYLE_PUSH, formant_factor, semitones_between
+from .engine import (
+    ENVELOPE_MATCH,
+    LANDING_RETRIES,
+    LANDING_TOLERANCE,
+    MAX_TRANSPOSE,
+    REGISTER_HOP,
+    STYLE_PUSH,
+    formant_factor,
+    semitones_between,
+)
 
 FRAME_GRID = 4 * audio.HOP  # G_A halves time twice: windows slide by multiples of 4 frames (50 ms)
 
@@ -129,6 +141,12 @@ class StreamingConverter:
         self.semitones = 0 if transpose is None else int(np.clip(transpose, -MAX_TRANSPOSE, MAX_TRANSPOSE))
         self.settled = transpose is not None or self.target_hz is None   # False: auto, still listening
         self.heard_f0: list[float] = []                                # voiced F0 (Hz) while listening
+        # auto toward a face or a latent sample, as offline (Engine._land_register) but once and one
+        # way: the converted voice's register is heard after settling, and the transposition moved
+        # toward the style's by the largest of LANDING_RETRIES if it missed by > LANDING_TOLERANCE
+        self.landing = transpose is None and self.target_hz is not None and style.f0_hz is None
+        self.landed_f0: list[float] = []                               # the output's voiced F0 meanwhile
+        self.corrected = 0                                             # semitones the landing moved it by
         # toward a voice, as offline: the style pushed away from the speaker's own (Engine.
         # _pushed_from_source), read from the window once SETTLE_VOICED_SECONDS of speech were heard
         self.reference = style
@@ -222,6 +240,27 @@ class StreamingConverter:
             if self.semitones:
                 self.shifted = audio.pitch_shift(self.buffer, self.semitones)
 
+    def _land(self) -> None:
+        """After settling: add the newest output block's voiced F0 to what was heard of the converted
+        voice; once SETTLE_VOICED_SECONDS were, move the transposition toward the style's register
+        if the output missed it (G_A's pitch follows the style more than its F0 features)."""
+        if not (self.landing and self.settled) or not self._speaking():
+            return
+        f0, voiced = audio.f0_track(self.emitted[-(self.block + self.YIN_FRAME):], REGISTER_HOP)
+        newest = np.arange(f0.size) * REGISTER_HOP >= self.YIN_FRAME
+        self.landed_f0.extend(f0[voiced & newest].tolist())
+        if len(self.landed_f0) * REGISTER_HOP < self.SETTLE_VOICED_SECONDS * audio.SAMPLE_RATE:
+            return
+        self.landing = False
+        miss = 12 * np.log2(float(np.median(self.landed_f0)) / self.target_hz)
+        if abs(miss) <= LANDING_TOLERANCE:
+            return
+        step = max(abs(d) for d in LANDING_RETRIES) * (-1 if miss > 0 else 1)
+        moved = int(np.clip(self.semitones + step, -MAX_TRANSPOSE, MAX_TRANSPOSE))
+        self.corrected, self.semitones = moved - self.semitones, moved
+        if self.corrected:
+            self.shifted = audio.pitch_shift(self.buffer, self.semitones)
+
     def pitch_summary(self) -> str:
         """What the conversion does with the pitch, in words for the Live tab and `xfavot live`."""
         if not self.settled:
@@ -229,6 +268,8 @@ class StreamingConverter:
         if self.target_hz is None and not self.semitones:
             return "Pitch: not moved"
         how = "auto, to the reference's register" if self.target_hz is not None else "fixed"
+        if self.corrected:
+            how += f"; moved {self.corrected:+d} once the converted voice was heard"
         return f"Pitch: {self.semitones:+d} semitones ({how})"
 
     def _shift_newest(self) -> None:
@@ -253,6 +294,7 @@ class StreamingConverter:
         self.emitted = np.concatenate([self.emitted[self.block:], new[d:d + self.block]])
         if speaking:
             self.output_level.follow(self.emitted)
+        self._land()
         new = new * self.output_level.factor
         out = new[d:d + self.block].copy()
         if self.tail is not None and self.crossfade:

@@ -145,6 +145,24 @@ def test_the_live_input_is_brought_to_the_corpora_loudness(identity_engine, styl
     assert noise.input_level.db is None and noise.output_level.db is None
 
 
+def test_auto_transposition_moves_once_toward_the_register_when_the_voice_misses_it(identity_engine, monkeypatch):
+    """The identity G_A keeps the source's 110 Hz whatever the F0 features say: toward a 150 Hz
+    register (+5) the output misses by 5.4 semitones, so the transposition moves 4 further, once;
+    toward 115 Hz (+1) it lands within 2 semitones and stays."""
+    latent = identity_engine.sample_style("female", 0)
+    speech = speech_like(6.0, f0=110, seed=2)
+    for register, settled, landed in ((150.0, 5, 9), (115.0, 1, 1)):
+        monkeypatch.setattr(identity_engine, "register_of", lambda style, hz=register: hz)
+        stream = StreamingConverter(identity_engine, latent, block_ms=100)
+        stream.process(speech[: int(2.0 * audio.SAMPLE_RATE)])
+        assert stream.settled and stream.semitones == settled and stream.landing
+        stream.process(speech[int(2.0 * audio.SAMPLE_RATE):])
+        assert not stream.landing and stream.semitones == landed
+        assert ("moved +4" in stream.pitch_summary()) == (landed != settled)
+    voice = StreamingConverter(identity_engine, identity_engine.style_of_voice(speech_like(2.0, f0=220, seed=1)), block_ms=100)
+    assert not voice.landing  # a voice reference's register is its own F0: no landing, as offline
+
+
 def test_fixed_transposition_and_silence(identity_engine, style):
     off = StreamingConverter(identity_engine, style, block_ms=100, transpose=0)
     off.process(speech_like(2.0, f0=110))
