@@ -226,10 +226,7 @@ class StreamingConverter:
         transposition and push the style away from the speaker's own."""
         if (self.settled and self.pushed) or not self._speaking():
             return
-        f0, voiced = audio.f0_track(self.buffer[-(self.block + self.YIN_FRAME):], REGISTER_HOP)
-        newest = np.arange(f0.size) * REGISTER_HOP >= self.YIN_FRAME  # frames centred in the new block
-        self.heard_f0.extend(f0[voiced & newest].tolist())
-        if len(self.heard_f0) * REGISTER_HOP < self.SETTLE_VOICED_SECONDS * audio.SAMPLE_RATE:
+        if not self._hear(self.buffer, self.heard_f0):
             return
         if not self.pushed:
             self.style = self.engine._pushed_from_source(self.buffer, self.reference)
@@ -240,16 +237,21 @@ class StreamingConverter:
             if self.semitones:
                 self.shifted = audio.pitch_shift(self.buffer, self.semitones)
 
+    def _hear(self, ring: np.ndarray, heard: list[float]) -> bool:
+        """Add the voiced F0 (Hz) of the newest block of `ring` to `heard`; whether
+        SETTLE_VOICED_SECONDS of voiced speech are in it now."""
+        f0, voiced = audio.f0_track(ring[-(self.block + self.YIN_FRAME):], REGISTER_HOP)
+        newest = np.arange(f0.size) * REGISTER_HOP >= self.YIN_FRAME  # frames centred in the new block
+        heard.extend(f0[voiced & newest].tolist())
+        return len(heard) * REGISTER_HOP >= self.SETTLE_VOICED_SECONDS * audio.SAMPLE_RATE
+
     def _land(self) -> None:
         """After settling: add the newest output block's voiced F0 to what was heard of the converted
         voice; once SETTLE_VOICED_SECONDS were, move the transposition toward the style's register
         if the output missed it (G_A's pitch follows the style more than its F0 features)."""
         if not (self.landing and self.settled) or not self._speaking():
             return
-        f0, voiced = audio.f0_track(self.emitted[-(self.block + self.YIN_FRAME):], REGISTER_HOP)
-        newest = np.arange(f0.size) * REGISTER_HOP >= self.YIN_FRAME
-        self.landed_f0.extend(f0[voiced & newest].tolist())
-        if len(self.landed_f0) * REGISTER_HOP < self.SETTLE_VOICED_SECONDS * audio.SAMPLE_RATE:
+        if not self._hear(self.emitted, self.landed_f0):
             return
         self.landing = False
         miss = 12 * np.log2(float(np.median(self.landed_f0)) / self.target_hz)
