@@ -32,6 +32,7 @@ from . import audio_io
 from .context import AppContext
 
 SAMPLE_RATE = 24000
+WARNING_STYLE = "color: #b35900;"  # amber: a note the user should read before going on
 IMAGE_FILTER = "Images (" + " ".join(f"*{e}" for e in sorted(IMAGE_EXTS)) + ")"
 AUDIO_FILTER = "Audio (" + " ".join(f"*{e}" for e in sorted(AUDIO_EXTS)) + ")"
 
@@ -304,7 +305,7 @@ class VoiceSlot(FileDrops, QGroupBox):
         self.name.setWordWrap(True)
         self.level_note = QLabel("")  # a recording made too loud: it clips
         self.level_note.setWordWrap(True)
-        self.level_note.setStyleSheet("color: #b35900;")
+        self.level_note.setStyleSheet(WARNING_STYLE)
         self.level_note.hide()
         self.wave = WaveformView()
         open_button = QPushButton("Open…")
@@ -450,7 +451,7 @@ class GenderNote(QLabel):
             return
         text, warn = gender_reading(style)
         self.setText(text)
-        self.setStyleSheet("color: #b35900;" if warn else "")
+        self.setStyleSheet(WARNING_STYLE if warn else "")
         self.show()
 
 
