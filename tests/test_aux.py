@@ -68,6 +68,14 @@ def test_train_aux_and_vocoder_write_loadable_files(tmp_path, tiny_checkpoint):
     assert {"f0_median_abs_error_hz", "voicing_accuracy", "phoneme_error_rate"} <= set(metrics)
     nets, cfg, meta, _ = checkpoint.load_model(tmp_path / "aux.safetensors")
     assert set(nets) == {"jdc", "content"} and meta["phonemes"][0] == "<blank>"
+    # --init: a later stage starts from this JDC (0 steps: it comes back unchanged)
+    auxiliary.train_auxiliary(data, preset("tiny"), steps=0, out=tmp_path / "same.safetensors", progress=False,
+                              init=tmp_path / "aux.safetensors")
+    same, _, _, _ = checkpoint.load_model(tmp_path / "same.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(nets["jdc"].state_dict().values(), same["jdc"].state_dict().values()))
+    octaves = auxiliary.train_auxiliary(data, preset("tiny"), steps=2, out=tmp_path / "oct.safetensors", progress=False,
+                                        init=tmp_path / "aux.safetensors", f0_loss="octaves")
+    assert np.isfinite(octaves["f0_median_abs_error_hz"])
     result = train_vocoder(data, steps=2, out=tmp_path / "voc.safetensors", batch_size=2, adversarial_start=1,
                            checkpoint_every=1, progress=False)
     assert result["steps"] == 2 and np.isfinite(result["mel_l1"])

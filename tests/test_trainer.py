@@ -260,6 +260,30 @@ def test_finetune_adapts_only_the_image_side(corpus, tmp_path):
     assert json.loads((run / "run.json").read_text())["step"] == 3
 
 
+def test_train_only_updates_just_the_named_networks(corpus, tmp_path):
+    from core import checkpoint
+
+    Trainer(load_synthetic(corpus), tmp_path / "base", tiny(1)).run(progress=False)
+    base = tmp_path / "base" / "step-000001.safetensors"
+    only = ("generator_audio", "discriminator_audio")
+    trainer = Trainer(load_synthetic(corpus), tmp_path / "ga", tiny(2, train_only=only), init_from=base)
+    assert set(trainer.optims) == set(only)
+    trainer.run(progress=False)
+    before, _ = checkpoint.load_tensors(base)
+    after, _ = checkpoint.load_tensors(tmp_path / "ga" / "step-000002.safetensors")
+
+    def changed(name, weights=""):  # --init starts both a run's weights and its EMA from the file's (EMA) weights
+        return any(not torch.equal(before[k], after[weights + k]) for k in before if k.startswith(name + "."))
+
+    assert changed("generator_audio") and changed("generator_audio", "train.") and changed("discriminator_audio")
+    for frozen in ("generator_image", "style_encoder_audio", "style_encoder_image", "mapping"):
+        assert not changed(frozen) and not changed(frozen, "train."), frozen
+    for frozen in ("discriminator_image", "classifier_audio", "jdc"):
+        assert not changed(frozen), frozen
+    with pytest.raises(UserError, match="cannot train: jdc"):
+        Trainer(load_synthetic(corpus), tmp_path / "bad", tiny(1, train_only=("jdc",)), init_from=base)
+
+
 def test_finetune_cli_rejects_a_one_gender_set(corpus, tmp_path):
     base_run = tmp_path / "base"
     Trainer(load_synthetic(corpus), base_run, tiny(1)).run(progress=False)

@@ -150,7 +150,11 @@ class AuxData:
 
 
 def train_auxiliary(data: Dataset, model_cfg: ModelConfig, steps: int, out: str | Path, device: str = "cpu",
-                    batch_size: int = 8, seed: int = 0, progress: bool = True) -> dict:
+                    batch_size: int = 8, seed: int = 0, progress: bool = True, init: str | Path | None = None,
+                    f0_loss: str = "hz") -> dict:
+    """init: a model file whose JDC to start from (e.g. to read real voices as well).
+    f0_loss: "hz" (L1 in units of 100 Hz, as StarGANv2-VC) or "octaves" (L1 of log2 F0: a low voice's
+    contour counts as much as a high one's; what G_A's F0 features must follow)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     train = data.split("train")
@@ -164,6 +168,9 @@ def train_auxiliary(data: Dataset, model_cfg: ModelConfig, steps: int, out: str 
     with torch.no_grad():  # start the Hz regression in the speech register: Adam moves a bias ~lr per step
         jdc.classifier.bias.fill_(150.0)
     content = ContentNet(model_cfg.n_mels, model_cfg.content_dim, model_cfg.content_layers, model_cfg.content_tokens).to(dev)
+    if init:  # the content network always starts afresh: it is cheap, and only JDC needs new data
+        start, _, _, _ = checkpoint.load_model(init, require=("jdc",))
+        jdc.load_state_dict(start["jdc"].state_dict())
     params = list(jdc.parameters()) + list(content.parameters())
     opt = torch.optim.AdamW(params, lr=5e-4, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=5e-4, total_steps=max(steps, 1))
@@ -176,9 +183,14 @@ def train_auxiliary(data: Dataset, model_cfg: ModelConfig, steps: int, out: str 
         mel, f0, voiced, _, _ = items.batch(idx, 192, rng)
         mel, f0, voiced = mel.to(dev), f0.to(dev), voiced.to(dev)
         pred_f0, voicing, _ = jdc(mel)
-        loss_f0 = (pred_f0 - f0).abs()[voiced].mean() if voiced.any() else pred_f0.sum() * 0
+        if not voiced.any():
+            loss_f0 = pred_f0.sum() * 0
+        elif f0_loss == "octaves":
+            loss_f0 = torch.log2(pred_f0[voiced].clamp_min(20.0) / f0[voiced]).abs().mean()
+        else:
+            loss_f0 = (pred_f0 - f0).abs()[voiced].mean() / 100  # F0 error in units of 100 Hz
         loss_v = F.cross_entropy(voicing.reshape(-1, 2), voiced.reshape(-1).long())
-        loss = loss_f0 / 100 + loss_v  # F0 error in units of 100 Hz
+        loss = loss_f0 + loss_v
         loss_ctc = torch.zeros((), device=dev)
         if vocab:
             wmel, _, _, tokens, lengths = items.batch(idx, None, rng)  # CTC needs whole utterances
@@ -194,7 +206,7 @@ def train_auxiliary(data: Dataset, model_cfg: ModelConfig, steps: int, out: str 
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         opt.step()
         sched.step()
-        bar.set_postfix(f0=f"{loss_f0.item():.1f}Hz", ctc=f"{loss_ctc.item():.2f}")
+        bar.set_postfix(f0=f"{loss_f0.item():.3f}", ctc=f"{loss_ctc.item():.2f}")
     metrics = evaluate_auxiliary(jdc, content, held or items, vocab, dev)
     nets = {"jdc": jdc.cpu().eval(), "content": content.cpu().eval()}
     meta = {"steps": steps, "aux_metrics": metrics, "phonemes": vocab.symbols if vocab else [],

@@ -55,6 +55,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_aux_arguments(p: argparse.ArgumentParser) -> None:
     _common_arguments(p, "AUX.safetensors", batch_default=8)
+    p.add_argument("--init", metavar="FILE", help="start JDC from this file's (the content network starts afresh)")
+    p.add_argument("--f0-loss", default="hz", choices=["hz", "octaves"],
+                   help="JDC's F0 regression: L1 in Hz (StarGANv2-VC) or of log2 F0 (contours of low voices count alike)")
 
 
 def run_train_aux(args) -> dict:
@@ -66,7 +69,7 @@ def run_train_aux(args) -> dict:
     data = load_data(args.data)
     data.validate(need_both_genders=False, need_voices=True)
     metrics = train_auxiliary(data, preset(args.preset), args.steps, args.out, str(resolve_device(args.device)),
-                              args.batch_size, args.seed)
+                              args.batch_size, args.seed, init=args.init, f0_loss=args.f0_loss)
     print(f"{args.out}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if v is not None))
     return metrics
 

@@ -68,6 +68,7 @@ class TrainConfig:
     pair_trains_encoders: bool = False  # the pair term's gradient also reaches the reference's style encoder
     mic_augment: float = 0.0        # share of reference voice crops through training/data/augment.py
     init_fresh: tuple[str, ...] = ()  # networks that --init leaves freshly initialised (e.g. a new G_I design)
+    train_only: tuple[str, ...] = ()  # if set, only these learn (e.g. G_A, D_A on a new JDC); the rest stay as --init left them
     # learning curve (training/curve.py): `xfavot eval` on a checkpoint every eval_every steps
     eval_every: int = 0
     eval_corpus: str = ""

@@ -63,6 +63,13 @@ class Trainer:
         self.finetune = finetune
         self.trained_d = ("discriminator_image",) if finetune else DISCRIMINATORS
         self.trained_g = ("generator_image", "style_encoder_image") if finetune else GENERATOR_SIDE
+        only = (cfg.train_only,) if isinstance(cfg.train_only, str) else tuple(cfg.train_only)
+        if only:
+            unknown = sorted(set(only) - set(self.trained_d + self.trained_g))
+            if unknown:
+                raise UserError(f"train_only names networks this run cannot train: {', '.join(unknown)}")
+            self.trained_d = tuple(n for n in self.trained_d if n in only)
+            self.trained_g = tuple(n for n in self.trained_g if n in only)
         self.rank, self.world = rank, world_size
         self.device = torch.device(device)
         self.on_progress, self.on_samples = on_progress, on_samples
@@ -146,7 +153,7 @@ class Trainer:
     def step(self) -> dict[str, float]:
         """One training iteration; returns the logged loss values."""
         plan, b = self.prefetch.get(self.step_no)
-        for name in GENERATOR_SIDE + DISCRIMINATORS:
+        for name in self.trained_d + self.trained_g:
             self.nets[name].train()
         b = {k: v.to(self.device, non_blocking=True) for k, v in b.items()}
         if self.device.type == "cuda" and self.cfg.channels_last:
