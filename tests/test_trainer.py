@@ -282,6 +282,8 @@ def test_train_only_updates_just_the_named_networks(corpus, tmp_path):
         assert not changed(frozen), frozen
     with pytest.raises(UserError, match="cannot train: jdc"):
         Trainer(load_synthetic(corpus), tmp_path / "bad", tiny(1, train_only=("jdc",)), init_from=base)
+    with pytest.raises(UserError, match="discriminator-side network"):
+        Trainer(load_synthetic(corpus), tmp_path / "bad", tiny(1, train_only=("generator_audio",)), init_from=base)
 
 
 def test_finetune_cli_rejects_a_one_gender_set(corpus, tmp_path):

@@ -70,6 +70,9 @@ class Trainer:
                 raise UserError(f"train_only names networks this run cannot train: {', '.join(unknown)}")
             self.trained_d = tuple(n for n in self.trained_d if n in only)
             self.trained_g = tuple(n for n in self.trained_g if n in only)
+            if not self.trained_d or not self.trained_g:  # each phase's loss needs something to update
+                raise UserError("train_only must name a discriminator-side network (e.g. discriminator_audio) "
+                                "and a generator-side one (e.g. generator_audio)")
         self.rank, self.world = rank, world_size
         self.device = torch.device(device)
         self.on_progress, self.on_samples = on_progress, on_samples
