@@ -45,6 +45,11 @@ GENERATOR_SIDE = ("generator_image", "generator_audio", "style_encoder_image", "
 FROZEN = ("jdc", "content")
 
 
+def network_names(value: str | tuple | list) -> tuple[str, ...]:
+    """A setting naming networks (`--set init_fresh=G` or `=["G", "D"]`) as a tuple of names."""
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 def speaker_domains(data: Dataset) -> list[str]:
     """Speaker-identity domains: training speakers with real voices and a real identity."""
     return [s.id for s in data.speakers if s.split == "train" and s.voices and s.identity]
@@ -63,7 +68,7 @@ class Trainer:
         self.finetune = finetune
         self.trained_d = ("discriminator_image",) if finetune else DISCRIMINATORS
         self.trained_g = ("generator_image", "style_encoder_image") if finetune else GENERATOR_SIDE
-        only = (cfg.train_only,) if isinstance(cfg.train_only, str) else tuple(cfg.train_only)
+        only = network_names(cfg.train_only)
         if only:
             unknown = sorted(set(only) - set(self.trained_d + self.trained_g))
             if unknown:
@@ -89,7 +94,7 @@ class Trainer:
         self.model_cfg = model_cfg
         torch.manual_seed(cfg.seed)  # every DDP rank starts from the same weights
         self.nets = build_networks(model_cfg)
-        fresh = (cfg.init_fresh,) if isinstance(cfg.init_fresh, str) else tuple(cfg.init_fresh)
+        fresh = network_names(cfg.init_fresh)
         if fresh and not init_from:
             raise UserError("init_fresh names networks to leave out of --init, but no --init was given")
         starts = [init_from] if isinstance(init_from, (str, Path)) else list(init_from or ())
