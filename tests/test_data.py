@@ -99,6 +99,14 @@ def test_preview_writes_a_contact_sheet(corpus, tmp_path):
     assert img.width > 150 and img.height >= 96
 
 
+def test_data_workers_never_fork_the_calling_process():
+    """The caller may hold threads (the training tab, TensorBoard, pytest-timeout); a plain fork copies
+    their held locks into a child that then waits forever, which once hung CI for 35 minutes."""
+    from training import processes
+
+    assert processes.context().get_start_method() in ("forkserver", "spawn")
+
+
 def test_sentence_pool_is_large_and_distinct():
     pool = sentence_pool(600, seed=0)
     assert len(set(pool)) == 600 and pool == sentence_pool(600, seed=0)

@@ -1,5 +1,6 @@
 """The run folder (training/rundir.py) and the one reader of a model header (core.checkpoint.describe)."""
 import json
+import threading
 
 import pytest
 import torch
@@ -112,3 +113,20 @@ def test_the_curve_point_best_on_most_headlines_is_chosen():
     assert choose(points)["step"] == 1200  # best MAE and (tied) F0 error: two wins, 1800 one, 600 one
     assert choose(points[:1] + points[2:])["step"] == 1800  # two wins (MAE, F0) against one
     assert choose([points[0], {**points[0], "step": 900}])["step"] == 900  # a tie goes to the later step
+
+
+def test_close_stops_the_tensorboard_writer_and_keeps_its_scalars(tmp_path):
+    pytest.importorskip("tensorboardX")
+    before = set(threading.enumerate())
+    run = RunDir(tmp_path)
+    run.log_scalars(1, {"G/loss": 0.5})
+    assert [t for t in set(threading.enumerate()) - before if t.is_alive()], "the writer runs a thread"
+    run.close()
+    # a thread left behind would outlive every run of the app's training tab (the queue's feeder
+    # thread ends a moment after close, once it sees the queue closed)
+    for t in set(threading.enumerate()) - before:
+        t.join(timeout=5)
+        assert not t.is_alive(), t
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    run.log_scalars(2, {"G/loss": 0.4})  # a resumed run logs again
+    run.close()

@@ -87,13 +87,12 @@ class BatchBuilder:
             jobs += [("heard", str(p)) for s in self.data.speakers for p in s.voices if str(p) not in self._heard]
         if not jobs:
             return
-        import multiprocessing as mp
-
         from tqdm import tqdm
 
+        from . import processes
+
         chunks = [jobs[i:i + 64] for i in range(0, len(jobs), 64)]
-        context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        with context.Pool(max(1, workers), initializer=_worker_init, initargs=(self.frontend, self.size)) as pool:
+        with processes.context().Pool(max(1, workers), initializer=_worker_init, initargs=(self.frontend, self.size)) as pool:
             bar = tqdm(total=len(jobs), desc="decode", unit="file", disable=not progress)
             for results in pool.imap_unordered(_decode_chunk, chunks):
                 for kind, path, item in results:

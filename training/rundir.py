@@ -115,9 +115,12 @@ class RunDir:
             if isinstance(v, float) and math.isfinite(v):
                 self._tb.add_scalar(k, v, step)
 
-    def flush(self) -> None:
+    def close(self) -> None:
+        """Flush and stop the TensorBoard writer: its thread would otherwise outlive the run (and a
+        process forked while it holds a lock can hang). log_scalars opens a new one if needed."""
         if self._tb is not None:
-            self._tb.flush()
+            self._tb.close()
+            self._tb = None
 
     def read_log(self) -> list[dict]:
         if not self.log_file.is_file():

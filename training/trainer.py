@@ -329,5 +329,5 @@ class Trainer:
             bar.close()
             for sig, h in handlers.items():
                 signal.signal(sig, h)
-            self.run_dir.flush()
+            self.run_dir.close()
         return {"step": self.step_no, "stopped": self._stop.is_set(), "last": last}

@@ -11,7 +11,6 @@ expression (neutral, smile, open mouth), gaze, background colour and lighting.
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
@@ -19,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from .. import processes
 from .identity import CLOTHES_COLOURS, HAIR_COLOURS, SKIN_TONES, Identity
 
 S = 256  # drawing canvas; images are downsampled to the output size for antialiasing
@@ -215,12 +215,12 @@ def contact_sheet(rows: list[tuple[str, list[Image.Image]]], thumb: int = 96) ->
 
 def render_in_workers(fn: Callable, jobs: Sequence, workers: int = 2, desc: str = "render", unit: str = "job",
                       progress: bool = True) -> list:
-    """[fn(job) for job in jobs], in `workers` spawned processes (1: in this one), with a progress
+    """[fn(job) for job in jobs], in `workers` worker processes (1: in this one), with a progress
     bar. PIL drawing is single-threaded, so rendering scales with processes; fn must be a module-level function."""
     bar = tqdm(total=len(jobs), desc=desc, unit=unit, disable=not progress)
     results = []
     if workers > 1:
-        with mp.get_context("spawn").Pool(workers) as pool:
+        with processes.context().Pool(workers) as pool:
             for result in pool.imap(fn, jobs, chunksize=max(1, min(8, len(jobs) // (4 * workers)))):
                 results.append(result)
                 bar.update()

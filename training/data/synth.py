@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import multiprocessing as mp
 import os
 import time
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from core.audio import SAMPLE_RATE, normalize_loudness
 from core.checkpoint import atomic_write
 from core.errors import UserError, require_format
 
+from .. import processes
 from .faces import render_face, sample_nuisance
 from .identity import DEFAULT_ENGINES, KINDS, Identity, sample_identity, voice_params
 from .sentences import sentence_pool
@@ -140,9 +140,8 @@ def synthesize_corpus(out: str | Path, opts: SynthOptions, workers: int | None =
         prepare_data_folder(out / ".espeak")  # before the workers, which would race to build it
     results = {}
     bar = tqdm(total=len(jobs), unit="speaker", desc="synth", disable=not progress)
-    # one fresh process per speaker (see _speaker_job); fork keeps that cheap where it exists
-    context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with context.Pool(workers, maxtasksperchild=1) as pool_:
+    # one fresh process per speaker (see _speaker_job)
+    with processes.context().Pool(workers, maxtasksperchild=1) as pool_:
         for r in pool_.imap_unordered(_speaker_job, jobs):
             results[r["speaker"]] = r
             bar.update()
