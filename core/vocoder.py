@@ -44,8 +44,38 @@ class VocosGenerator(torch.nn.Module):
         self.backbone = VocosBackbone(in_channels, dim, intermediate_dim, num_layers)
         self.head = ISTFTHead(dim, n_fft, hop_length, padding="same")
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(mel))[:, None]
+    def forward(self, mel: torch.Tensor, phase_iterations: int = 0) -> torch.Tensor:
+        return self.synthesize(mel, phase_iterations)[0][:, None]
+
+    def synthesize(self, mel: torch.Tensor, phase_iterations: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(waveform (B, T * hop), the head's magnitudes (B, n_fft // 2 + 1, T)).
+
+        phase_iterations > 0: the head's phase refined by fast Griffin-Lim (Perraudin et al. 2013,
+        torchaudio's momentum) toward a waveform whose STFT has the head's magnitudes. On the mels
+        G_A makes of real voices the head's phases disagree from frame to frame and the overlap-add
+        rings at the frame rate (an 80 Hz buzz); the projections remove that. It needs a head whose
+        magnitudes are the waveform's own (`train_vocoder(magnitude_weight=...)`): plain Vocos
+        predicts ~3x too large ones and cancels the excess through its phases."""
+        x = self.head.out(self.backbone(mel)).transpose(1, 2)
+        log_magnitude, phase = x.chunk(2, dim=1)
+        magnitude = torch.exp(log_magnitude).clip(max=1e2)  # the head's own safeguard
+        spec = magnitude * torch.exp(1j * phase)
+        previous = None
+        for _ in range(phase_iterations):
+            rebuilt = self.stft(self.head.istft(spec))
+            angles = rebuilt if previous is None else rebuilt - 0.99 / 1.99 * previous
+            previous = rebuilt
+            spec = magnitude * angles / angles.abs().clamp_min(1e-8)
+        return self.head.istft(spec), magnitude
+
+    def stft(self, wav: torch.Tensor) -> torch.Tensor:
+        """(B, samples) -> (B, n_fft // 2 + 1, samples // hop): the frames the head's inverse STFT
+        ("same" padding) overlap-adds."""
+        istft = self.head.istft
+        pad = (istft.win_length - istft.hop_length) // 2
+        wav = torch.nn.functional.pad(wav[:, None], (pad, pad), mode="reflect")[:, 0]
+        return torch.stft(wav, istft.n_fft, istft.hop_length, istft.win_length, istft.window, center=False,
+                          return_complex=True)
 
 
 def build_generator(generator_type: str, generator_params: dict) -> torch.nn.Module:
@@ -93,6 +123,9 @@ class Vocoder:
         self.description = description
         self.kind = "griffin-lim" if generator is None else "neural"
         self.device = torch.device("cpu")
+        # Vocos only (VocosGenerator.synthesize): set by the file's config; 0 for a head whose
+        # magnitudes were not taught to be the waveform's own (it leans on phase cancellation)
+        self.phase_iterations = 0
         if generator is not None:
             generator.eval()
             try:
@@ -112,7 +145,9 @@ class Vocoder:
         """Our own format: config = {generator_type, generator_params, frontend}."""
         gtype = config["generator_type"]
         gen = _loaded_generator(gtype, config["generator_params"], state, "their config")
-        return cls(gen, config.get("frontend", "xfavot24k"), f"{gtype} ({config.get('name', 'own checkpoint')})")
+        vocoder = cls(gen, config.get("frontend", "xfavot24k"), f"{gtype} ({config.get('name', 'own checkpoint')})")
+        vocoder.phase_iterations = int(config.get("phase_iterations", 0))
+        return vocoder
 
     @classmethod
     def load_official(cls, checkpoint: str | Path, config: str | Path | None = None) -> "Vocoder":
@@ -178,6 +213,8 @@ class Vocoder:
             noise = torch.randn(mel.size(0), 1, mel.size(-1) * audio.HOP, device=mel.device)
             pad = self.generator.aux_context_window
             wav = self.generator(noise, torch.nn.functional.pad(mel, (pad, pad), mode="replicate"))
+        elif isinstance(self.generator, VocosGenerator):
+            wav = self.generator(mel, self.phase_iterations)
         else:
             wav = self.generator(mel)
         return wav[:, 0]

@@ -99,8 +99,15 @@ def test_train_aux_and_vocoder_write_loadable_files(tmp_path, tiny_checkpoint):
                            evaluate=False, init=model, gta_model=model, lr=1e-12)
     config, start = vocoder_state(model)
     tuned_config, tuned = vocoder_state(tmp_path / "tuned.safetensors")
-    assert result["steps"] == 1 and "fine-tuned" in tuned_config["name"] and tuned_config["steps"] == 1
+    assert result["steps"] == 1 and "fine-tuned" in tuned_config["name"] and tuned_config["steps"] == 2 + 1
     for name, value in start.items():  # a step at lr 1e-12 leaves the weights it started from
         torch.testing.assert_close(tuned[name], value.float(), atol=1e-6, rtol=0)
     with pytest.raises(UserError, match="neither a vocoder file nor a model with a vocoder"):
         vocoder_state(tiny_checkpoint)
+    # the head's magnitudes taught to be the waveform's own; the inference setting lands in the file
+    train_vocoder(data, steps=1, out=tmp_path / "consistent.safetensors", batch_size=2, progress=False,
+                  evaluate=False, init=model, magnitude_weight=20.0, phase_iterations=8)
+    assert load_vocoder(tmp_path / "consistent.safetensors").phase_iterations == 8
+    with pytest.raises(UserError, match="need a Vocos generator"):
+        train_vocoder(data, steps=1, out=tmp_path / "hifigan.safetensors", kind="hifigan", batch_size=2,
+                      progress=False, evaluate=False, magnitude_weight=1.0)

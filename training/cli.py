@@ -84,6 +84,10 @@ def add_vocoder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gta-model", metavar="MODEL", help="also teach each clip with the mel MODEL's audio generator makes "
                    "of it restyled with its own voice (ground-truth-aligned fine-tuning)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the kind's)")
+    p.add_argument("--magnitude-weight", type=float, default=0.0, help="Vocos: teach its head's magnitudes to be "
+                   "the waveform's own STFT magnitudes (log L1, this weight)")
+    p.add_argument("--phase-iterations", type=int, default=0, help="Vocos: Griffin-Lim steps from its own phase at "
+                   "inference, stored in the file (sound only after --magnitude-weight training)")
 
 
 def run_train_vocoder(args) -> dict:
@@ -95,7 +99,8 @@ def run_train_vocoder(args) -> dict:
     data.validate(need_both_genders=False, need_voices=True)
     result = train_vocoder(data, args.steps, args.out, args.kind, str(resolve_device(args.device)), args.batch_size,
                            adversarial_start=args.adversarial_start, checkpoint_every=args.checkpoint_every,
-                           resume=args.resume, seed=args.seed, init=args.init, gta_model=args.gta_model, lr=args.lr)
+                           resume=args.resume, seed=args.seed, init=args.init, gta_model=args.gta_model, lr=args.lr,
+                           magnitude_weight=args.magnitude_weight, phase_iterations=args.phase_iterations)
     print(f"{args.out}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                                       for k, v in result.items() if not isinstance(v, dict)))
     return result

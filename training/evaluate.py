@@ -349,11 +349,12 @@ FRAME_BUZZ_HZ = audio.SAMPLE_RATE / audio.HOP  # 80 Hz: a vocoder lost on its in
 
 
 def vocoders_on_real_conversions(checkpoint: str | Path, real_dir: str | Path, corpus: str | Path,
-                                 speakers: int = 12, clips: int = 2, seed: int = 1) -> dict:
+                                 speakers: int = 12, clips: int = 2, seed: int = 1,
+                                 vocoders: tuple[str, ...] = ("neural", "griffin-lim")) -> dict:
     """Which vocoder survives the mels a model makes from real voices: real speakers of the
     *training* split (the test speakers stay unseen), each clip converted toward a held-out
     avatar of each gender (validation split) and vocoded by the model's neural vocoder and by
-    Griffin-Lim. Per vocoder: the share of outputs whose median F0 sits at the mel frame rate
+    Griffin-Lim (`vocoders`: which of the two). Per vocoder: the share of outputs whose median F0 sits at the mel frame rate
     (an 80 Hz buzz instead of a voice) and how often F0 moves toward the avatar's register.
     A vocoder trained on synthetic speech can resynthesise held-out synthetic clips well and
     still ring on these, which `evaluate_vocoder` cannot see."""
@@ -372,7 +373,7 @@ def vocoders_on_real_conversions(checkpoint: str | Path, real_dir: str | Path, c
             wav = audio.load_audio(path)
             sources.append((k, s.gender, wav, mean_f0(wav)))
     out = {}
-    for choice in ("neural", "griffin-lim"):
+    for choice in vocoders:
         engine = Engine(align_faces=False)
         engine.load(checkpoint, "cpu", choice)
         buzz, toward = [], []

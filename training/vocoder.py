@@ -120,13 +120,17 @@ def train_vocoder(data: Dataset, steps: int, out: str | Path, kind: str = "vocos
                   batch_size: int = 8, frontend: str = "xfavot24k", adversarial_start: int | None = None,
                   checkpoint_every: int = 500, resume: bool = False, seed: int = 0, progress: bool = True,
                   evaluate: bool = True, init: str | Path | None = None, gta_model: str | Path | None = None,
-                  lr: float | None = None) -> dict:
+                  lr: float | None = None, magnitude_weight: float = 0.0, phase_iterations: int = 0) -> dict:
     """adversarial_start: step from which the GAN losses join (None: never; spectral losses only).
     init: a vocoder file, or a model file with one embedded, to start from (its generator's layout
     replaces --kind's). gta_model: every clip is also taught with the mel that model's G_A makes of
     it restyled with its own voice (`Engine.restyled_mel`): ground-truth-aligned fine-tuning
     (Tacotron 2's remedy for a vocoder that meets a generator's mels, not real ones).
-    lr: peak learning rate (default: the kind's)."""
+    lr: peak learning rate (default: the kind's).
+    magnitude_weight: Vocos only, an L1 between the log of its head's magnitudes and the target
+    waveform's STFT magnitudes, so that they can be trusted without the head's phases.
+    phase_iterations: written into the file's config: Griffin-Lim steps from the head's phase at
+    inference (`VocosGenerator.synthesize`); only sound after training with magnitude_weight."""
     if kind not in VOCODERS:
         raise UserError(f"--kind must be one of {sorted(VOCODERS)}")
     pwg = parallel_wavegan()
@@ -135,14 +139,20 @@ def train_vocoder(data: Dataset, steps: int, out: str | Path, kind: str = "vocos
     recipe = VOCODERS[kind]
     spec = {"generator_type": recipe["generator_type"], "generator_params": recipe["generator_params"],
             "frontend": frontend, "name": f"{kind} trained on {data.name}"}
-    start = None
+    start, steps_before = None, 0
     if init:
         config, start = vocoder_state(init)
+        # the name says what it learnt from once per kind of fine-tune; "steps" counts every run's
+        base, tuned = config.get("name", Path(init).name), f", fine-tuned on {data.name}" + (" (GTA)" if gta_model else "")
+        steps_before = int(config.get("steps", 0))
         spec.update(generator_type=config["generator_type"], generator_params=config["generator_params"],
-                    name=f"{config.get('name', Path(init).name)}, fine-tuned on {data.name}" + (" (GTA)" if gta_model else ""))
+                    name=base if base.endswith(tuned) else base + tuned)
         if config.get("frontend", frontend) != frontend:
             raise UserError(f"{Path(init).name} was trained on another mel front end")
     gen = build_generator(spec["generator_type"], spec["generator_params"]).to(dev)
+    if (magnitude_weight or phase_iterations) and spec["generator_type"] != "VocosGenerator":
+        raise UserError("--magnitude-weight and --phase-iterations need a Vocos generator (its inverse-STFT head)")
+    spec["phase_iterations"] = phase_iterations
     if start is not None:
         gen.load_state_dict({k: v.float() for k, v in start.items()})
     peak = lr or recipe["lr"]
@@ -174,25 +184,34 @@ def train_vocoder(data: Dataset, steps: int, out: str | Path, kind: str = "vocos
             for group in opt.param_groups:
                 group["lr"] = learning_rate(step, steps, peak)
         mel, wav = (t.to(dev) for t in segments.batch(batch_size, rng))
-        fake = _generate(gen, mel, pwg)
+        if magnitude_weight:  # Vocos: its head's magnitudes taught to be the waveform's own
+            fake, magnitude = gen.synthesize(mel)
+            fake = fake[:, None]
+            true = gen.stft(wav[:, 0]).abs()
+            magnitude_l1 = (torch.log(magnitude + 1e-5) - torch.log(true + 1e-5)).abs().mean()
+        else:
+            fake, magnitude_l1 = _generate(gen, mel, pwg), 0.0
         sc, mag = stft_loss(fake[:, 0], wav[:, 0])
         mel_l1 = mel_loss(fake[:, 0], wav[:, 0])
-        loss_g = sc + mag + LAMBDA_MEL * mel_l1
+        loss_g = sc + mag + LAMBDA_MEL * mel_l1 + magnitude_weight * magnitude_l1
         use_adv = adversarial_start is not None and step >= adversarial_start
         if use_adv:
+            # the real waveforms go through D once: detached for feature matching here, with their
+            # graph for D's own step below (D's weights do not change in between)
             p_fake, p_real = disc(fake), disc(wav)
             loss_g = loss_g + 4.0 * adv_g(p_fake) + 2.0 * feat_match(p_fake, [[f.detach() for f in r] for r in p_real])
         optims["generator"].zero_grad(set_to_none=True)
         loss_g.backward()
         optims["generator"].step()
         if use_adv:
-            real_loss, fake_loss = adv_d(disc(fake.detach()), disc(wav))
+            real_loss, fake_loss = adv_d(disc(fake.detach()), p_real)
             optims["discriminator"].zero_grad(set_to_none=True)
             (real_loss + fake_loss).backward()
             optims["discriminator"].step()
         step += 1
         bar.update()
-        bar.set_postfix(stft=f"{(sc + mag).item():.3f}", mel=f"{mel_l1.item():.3f}")
+        bar.set_postfix(stft=f"{(sc + mag).item():.3f}", mel=f"{mel_l1.item():.3f}",
+                        **({"magnitude": f"{magnitude_l1.item():.3f}"} if magnitude_weight else {}))
         if step % checkpoint_every == 0 or step == steps:
             tensors = {f"generator.{k}": v for k, v in gen.state_dict().items()}
             tensors.update({f"discriminator.{k}": v for k, v in disc.state_dict().items()})
@@ -203,7 +222,7 @@ def train_vocoder(data: Dataset, steps: int, out: str | Path, kind: str = "vocos
                 optim_meta[name] = m
             checkpoint.save_tensors(state_path, tensors, {"format": "xfavot-vocoder-training", "step": step,
                                                           "spec": spec, "optimizers": optim_meta})
-            save_vocoder(out, gen, {**spec, "steps": step})
+            save_vocoder(out, gen, {**spec, "steps": steps_before + step})
     bar.close()
     result = {"steps": step, "seconds": time.perf_counter() - t0}
     return {**result, **evaluate_vocoder(out, data)} if evaluate else result
