@@ -76,5 +76,5 @@ def test_the_cli_uses_the_default_offline(tmp_path):
 def test_the_model_library_names_its_vocoder():
     from core.checkpoint import describe, vocoder_label
 
-    assert describe(DEFAULT_CHECKPOINT, builtin=True).vocoder == "Vocos, 6000 steps (auto: Griffin-Lim)"
+    assert describe(DEFAULT_CHECKPOINT, builtin=True).vocoder == "Vocos, 13500 steps"
     assert vocoder_label({"name": "untrained"}) == "Griffin-Lim"
