@@ -27,6 +27,7 @@ GENERATOR_TYPES = ("VocosGenerator", "HiFiGANGenerator", "ParallelWaveGANGenerat
                    "StyleMelGANGenerator")
 CHUNK_FRAMES = 1000  # 12.5 s per vocoder call keeps memory flat on long clips
 CONTEXT_FRAMES = 16
+GL_MOMENTUM = 0.99  # fast Griffin-Lim's (torchaudio's default), for Vocos's phase iterations
 
 
 class VocosGenerator(torch.nn.Module):
@@ -63,7 +64,7 @@ class VocosGenerator(torch.nn.Module):
         previous = None
         for _ in range(phase_iterations):
             rebuilt = self.stft(self.head.istft(spec))
-            angles = rebuilt if previous is None else rebuilt - 0.99 / 1.99 * previous
+            angles = rebuilt if previous is None else rebuilt - GL_MOMENTUM / (1 + GL_MOMENTUM) * previous
             previous = rebuilt
             spec = magnitude * angles / angles.abs().clamp_min(1e-8)
         return self.head.istft(spec), magnitude
