@@ -118,15 +118,15 @@ def _loaded_generator(gtype: str, params: dict, state: dict, config_name: str) -
 class Vocoder:
     """Callable mel -> waveform. `kind` is "neural" or "griffin-lim"."""
 
-    def __init__(self, generator: torch.nn.Module | None, frontend: str, description: str):
+    def __init__(self, generator: torch.nn.Module | None, frontend: str, description: str, phase_iterations: int = 0):
+        """phase_iterations: Vocos only (VocosGenerator.synthesize), from the file's config; 0 for a
+        head whose magnitudes were not taught to be the waveform's own (it leans on phase cancellation)."""
         self.generator = generator
         self.frontend = frontend
         self.description = description
         self.kind = "griffin-lim" if generator is None else "neural"
         self.device = torch.device("cpu")
-        # Vocos only (VocosGenerator.synthesize): set by the file's config; 0 for a head whose
-        # magnitudes were not taught to be the waveform's own (it leans on phase cancellation)
-        self.phase_iterations = 0
+        self.phase_iterations = phase_iterations
         if generator is not None:
             generator.eval()
             try:
@@ -146,9 +146,8 @@ class Vocoder:
         """Our own format: config = {generator_type, generator_params, frontend}."""
         gtype = config["generator_type"]
         gen = _loaded_generator(gtype, config["generator_params"], state, "their config")
-        vocoder = cls(gen, config.get("frontend", "xfavot24k"), f"{gtype} ({config.get('name', 'own checkpoint')})")
-        vocoder.phase_iterations = int(config.get("phase_iterations", 0))
-        return vocoder
+        return cls(gen, config.get("frontend", "xfavot24k"), f"{gtype} ({config.get('name', 'own checkpoint')})",
+                   int(config.get("phase_iterations", 0)))
 
     @classmethod
     def load_official(cls, checkpoint: str | Path, config: str | Path | None = None) -> "Vocoder":

@@ -1,4 +1,4 @@
-"""Worker processes for the data jobs (corpus synthesis, decoding a dataset before a run).
+"""Worker processes for the data jobs (corpus synthesis, face rendering, decoding a dataset before a run).
 
 They start from a fork server, not a plain fork: the caller is often multithreaded (a TensorBoard
 writer, the batch prefetcher, Qt, pytest's timeout thread), and a child forked while another thread
