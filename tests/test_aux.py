@@ -108,6 +108,10 @@ def test_train_aux_and_vocoder_write_loadable_files(tmp_path, tiny_checkpoint):
     train_vocoder(data, steps=1, out=tmp_path / "consistent.safetensors", batch_size=2, progress=False,
                   evaluate=False, init=model, magnitude_weight=20.0, phase_iterations=8)
     assert load_vocoder(tmp_path / "consistent.safetensors").phase_iterations == 8
+    # a fine-tune of it keeps its inference setting unless told otherwise
+    train_vocoder(data, steps=1, out=tmp_path / "again.safetensors", batch_size=2, progress=False, evaluate=False,
+                  init=tmp_path / "consistent.safetensors")
+    assert load_vocoder(tmp_path / "again.safetensors").phase_iterations == 8
     with pytest.raises(UserError, match="need a Vocos generator"):
         train_vocoder(data, steps=1, out=tmp_path / "hifigan.safetensors", kind="hifigan", batch_size=2,
                       progress=False, evaluate=False, magnitude_weight=1.0)

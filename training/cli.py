@@ -86,8 +86,9 @@ def add_vocoder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, help="peak learning rate (default: the kind's)")
     p.add_argument("--magnitude-weight", type=float, default=0.0, help="Vocos: teach its head's magnitudes to be "
                    "the waveform's own STFT magnitudes (log L1, this weight)")
-    p.add_argument("--phase-iterations", type=int, default=0, help="Vocos: Griffin-Lim steps from its own phase at "
-                   "inference, stored in the file (sound only after --magnitude-weight training)")
+    p.add_argument("--phase-iterations", type=int, help="Vocos: Griffin-Lim steps from its own phase at "
+                   "inference, stored in the file (sound only after --magnitude-weight training; default: "
+                   "--init's, else 0)")
 
 
 def run_train_vocoder(args) -> dict:

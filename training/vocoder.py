@@ -120,7 +120,7 @@ def train_vocoder(data: Dataset, steps: int, out: str | Path, kind: str = "vocos
                   batch_size: int = 8, frontend: str = "xfavot24k", adversarial_start: int | None = None,
                   checkpoint_every: int = 500, resume: bool = False, seed: int = 0, progress: bool = True,
                   evaluate: bool = True, init: str | Path | None = None, gta_model: str | Path | None = None,
-                  lr: float | None = None, magnitude_weight: float = 0.0, phase_iterations: int = 0) -> dict:
+                  lr: float | None = None, magnitude_weight: float = 0.0, phase_iterations: int | None = None) -> dict:
     """adversarial_start: step from which the GAN losses join (None: never; spectral losses only).
     init: a vocoder file, or a model file with one embedded, to start from (its generator's layout
     replaces --kind's). gta_model: every clip is also taught with the mel that model's G_A makes of
@@ -130,7 +130,8 @@ def train_vocoder(data: Dataset, steps: int, out: str | Path, kind: str = "vocos
     magnitude_weight: Vocos only, an L1 between the log of its head's magnitudes and the target
     waveform's STFT magnitudes, so that they can be trusted without the head's phases.
     phase_iterations: written into the file's config: Griffin-Lim steps from the head's phase at
-    inference (`VocosGenerator.synthesize`); only sound after training with magnitude_weight."""
+    inference (`VocosGenerator.synthesize`); only sound after training with magnitude_weight.
+    None: the init file's (a fine-tune of a consistent vocoder stays consistent), else 0."""
     if kind not in VOCODERS:
         raise UserError(f"--kind must be one of {sorted(VOCODERS)}")
     pwg = parallel_wavegan()
@@ -139,12 +140,13 @@ def train_vocoder(data: Dataset, steps: int, out: str | Path, kind: str = "vocos
     recipe = VOCODERS[kind]
     spec = {"generator_type": recipe["generator_type"], "generator_params": recipe["generator_params"],
             "frontend": frontend, "name": f"{kind} trained on {data.name}"}
-    start, steps_before = None, 0
+    start, steps_before, inherited_iterations = None, 0, 0
     if init:
         config, start = vocoder_state(init)
         # the name says what it learnt from once per kind of fine-tune; "steps" counts every run's
         base, tuned = config.get("name", Path(init).name), f", fine-tuned on {data.name}" + (" (GTA)" if gta_model else "")
         steps_before = int(config.get("steps", 0))
+        inherited_iterations = int(config.get("phase_iterations", 0))
         spec.update(generator_type=config["generator_type"], generator_params=config["generator_params"],
                     name=base if base.endswith(tuned) else base + tuned)
         if config.get("frontend", frontend) != frontend:
@@ -152,7 +154,7 @@ def train_vocoder(data: Dataset, steps: int, out: str | Path, kind: str = "vocos
     gen = build_generator(spec["generator_type"], spec["generator_params"]).to(dev)
     if (magnitude_weight or phase_iterations) and spec["generator_type"] != "VocosGenerator":
         raise UserError("--magnitude-weight and --phase-iterations need a Vocos generator (its inverse-STFT head)")
-    spec["phase_iterations"] = phase_iterations
+    spec["phase_iterations"] = inherited_iterations if phase_iterations is None else phase_iterations
     if start is not None:
         gen.load_state_dict({k: v.float() for k, v in start.items()})
     peak = lr or recipe["lr"]
