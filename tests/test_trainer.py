@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from core.errors import UserError
+from training import objective
 from training.config import train_preset
 from training.data import synth
 from training.data.datasets import load_synthetic
@@ -268,7 +269,12 @@ def test_train_only_updates_just_the_named_networks(corpus, tmp_path):
     only = ("generator_audio", "discriminator_audio")
     trainer = Trainer(load_synthetic(corpus), tmp_path / "ga", tiny(2, train_only=only), init_from=base)
     assert set(trainer.optims) == set(only)
+    # the image side and the shared terms reach none of them: their passes are skipped
+    assert trainer.d_parts == trainer.g_parts == objective.Parts(image=False, audio=True, shared=False)
     trainer.run(progress=False)
+    logged = set().union(*read_log(tmp_path / "ga"))
+    assert {"G/aud_adv", "G/f0", "D/aud_adv"} <= logged
+    assert not any(k.startswith(("G/img", "D/img")) or k in ("G/infonce", "G/latent_stats") for k in logged), logged
     before, _ = checkpoint.load_tensors(base)
     after, _ = checkpoint.load_tensors(tmp_path / "ga" / "step-000002.safetensors")
 
@@ -284,6 +290,18 @@ def test_train_only_updates_just_the_named_networks(corpus, tmp_path):
         Trainer(load_synthetic(corpus), tmp_path / "bad", tiny(1, train_only=("jdc",)), init_from=base)
     with pytest.raises(UserError, match="discriminator-side network"):
         Trainer(load_synthetic(corpus), tmp_path / "bad", tiny(1, train_only=("generator_audio",)), init_from=base)
+
+
+def test_parts_follow_the_networks_a_run_trains():
+    from training.trainer import DISCRIMINATORS, GENERATOR_SIDE
+
+    assert objective.Parts.of(GENERATOR_SIDE) == objective.Parts()
+    assert objective.Parts.of(DISCRIMINATORS) == objective.Parts(image=True, audio=True, shared=False)
+    # a fine-tune on a creator's faces: no voices in its batches
+    assert objective.Parts.of(("generator_image", "style_encoder_image"), with_voices=False) == \
+        objective.Parts(image=True, audio=False, shared=False)
+    # E_A alone still needs InfoNCE to stay in the shared style space
+    assert objective.Parts.of(("generator_audio", "style_encoder_audio")) == objective.Parts(image=False, audio=True, shared=True)
 
 
 def test_finetune_cli_rejects_a_one_gender_set(corpus, tmp_path):

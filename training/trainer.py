@@ -112,8 +112,11 @@ class Trainer:
         self.ema = copy.deepcopy(torch.nn.ModuleDict({k: self.nets[k] for k in EMA_MODULES})).eval()
         self.ema.requires_grad_(False)
         self.optims = self._optimizers()
-        d_fn = lambda nets, plan, b, step: objective.d_loss(nets, cfg, plan, b, step, finetune)  # noqa: E731
-        g_fn = lambda nets, plan, b, step: objective.g_loss(nets, cfg, plan, b, step, finetune)  # noqa: E731
+        # each phase computes only the parts of the objective that reach the networks it updates
+        self.d_parts = objective.Parts.of(self.trained_d, with_voices=not finetune)
+        self.g_parts = objective.Parts.of(self.trained_g, with_voices=not finetune)
+        d_fn = lambda nets, plan, b, step: objective.d_loss(nets, cfg, plan, b, step, self.d_parts)  # noqa: E731
+        g_fn = lambda nets, plan, b, step: objective.g_loss(nets, cfg, plan, b, step, self.g_parts)  # noqa: E731
         self.d_phase = self._wrap(objective.Phase(self.nets, self.trained_d, d_fn))
         self.g_phase = self._wrap(objective.Phase(self.nets, self.trained_g, g_fn))
         self.sampler = Table1Sampler(self.train_data, cfg.batch_size, [] if finetune else domains, seed=cfg.seed,
