@@ -156,6 +156,55 @@ def test_faces_from_a_voice_keep_the_voices_gender(engine, media, monkeypatch):
     np.testing.assert_array_equal(as_array(engine.face_from_style(sources, from_a_face)), plain)
 
 
+def test_the_first_push_the_read_out_is_sure_of_is_kept(engine, media, monkeypatch):
+    """Of the gender hold's pushes, the first whose face the read-out is sure of stays, not a later one."""
+    import torch
+
+    from core import engine as engine_module
+    from core.face import tensor_to_image
+
+    genders = engine.cfg.genders
+    voice = engine.style_of_voice(speech_like(1.5, f0=230.0))
+    means = engine._gender_mean_styles()
+    axis = means[genders.index("female")] - means[genders.index("male")]
+    G = engine.nets["generator_image"]
+    with torch.inference_mode():
+        source = G.encode_source(engine._face_tensor(media / "face.png")[None])
+        snapped = torch.as_tensor(engine.snap_to_faces(voice).vector)
+        second, third = (G.decode_with_style(source, (snapped + t * axis)[None]) for t in engine_module.GENDER_STEPS[1:3])
+
+    def sure_of_the_second_and_third_push_only(faces):
+        near = torch.stack([(faces - f).abs().flatten(1).mean(1) < 1e-3 for f in (second, third)]).any(0)
+        female = torch.where(near, 1.0, 0.5)
+        return torch.stack([female if g == "female" else 1 - female for g in genders], 1)
+
+    monkeypatch.setattr(engine, "face_gender", (None, None))  # a read-out is present ...
+    monkeypatch.setattr(engine, "_face_gender_probs", sure_of_the_second_and_third_push_only)  # ... and reads so
+    made = np.asarray(engine.face_from_style(media / "face.png", voice)).astype(int)
+    assert np.abs(made - np.asarray(tensor_to_image(second[0]))).max() <= 1
+    assert np.abs(made - np.asarray(tensor_to_image(third[0]))).mean() > 0.5
+
+
+def test_source_faces_from_files_are_encoded_once_until_they_change(engine, tmp_path, monkeypatch):
+    import os
+
+    path = tmp_path / "avatar.png"
+    Image.new("RGB", (64, 64), (200, 150, 120)).save(path)
+    style = engine.sample_style("female", 0)
+    reads, read = [], engine._face_tensor
+    monkeypatch.setattr(engine, "_face_tensor", lambda img: reads.append(img) or read(img))
+    first = np.asarray(engine.face_from_style(path, style))
+    again = [np.asarray(f) for f in engine.face_from_style([path, str(path)], style)]
+    assert len(reads) == 1 and all(np.abs(f.astype(int) - first).max() <= 1 for f in again)  # a batch of 2: rounding
+    Image.new("RGB", (64, 64), (40, 90, 160)).save(path)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    changed = np.asarray(engine.face_from_style(path, style))
+    assert len(reads) == 2 and np.abs(changed.astype(int) - first).mean() > 1
+    with Image.open(path) as img:
+        in_memory = np.asarray(engine.face_from_style(img.copy(), style))  # not a file: read every time
+    assert len(reads) == 3 and np.abs(in_memory.astype(int) - changed).max() <= 1
+
+
 def test_short_reference_voice_is_padded_for_the_style_encoder(engine):
     s = engine.style_of_voice(speech_like(0.4), "female")  # 41 frames < the 80 E_A needs
     assert np.isfinite(s.vector).all()
