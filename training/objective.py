@@ -64,8 +64,8 @@ class Parts:
     @classmethod
     def of(cls, trained: tuple[str, ...], with_voices: bool = True) -> "Parts":
         """The parts whose losses reach a network in `trained`: the others' passes would only cost
-        time (a G_A + D_A run on the build machine's 2 cores: 4.1 -> 2.9 s per step, medians of its logs). with_voices=False: the
-        batches carry faces only (a fine-tune on a creator's faces)."""
+        time (a G_A + D_A run on the build machine's 2 cores: 4.1 -> 2.9 s per step, medians of
+        its logs). with_voices=False: the batches carry faces only (a fine-tune on a creator's faces)."""
         names = set(trained)
         return cls(image=bool(names & IMAGE_SIDE), audio=with_voices and bool(names & AUDIO_SIDE),
                    shared=with_voices and bool(names & SHARED))
